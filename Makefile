@@ -59,6 +59,7 @@ protos: install
 
 lint: install
 	$(VENV)/bin/ruff check services clients tests bench
+	$(VENV)/bin/ruff format --check services clients tests bench
 	npx --yes @bufbuild/buf@$(BUF_VERSION) lint
 
 test: install

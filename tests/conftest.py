@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
 from forgeline.common.server import ForgelineServer
 from forgeline.common.settings import ServiceName, Settings
 

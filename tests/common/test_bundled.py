@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from forgeline.common import bundled
 
 pytestmark = pytest.mark.e2e

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from forgeline.common.settings import (
     DEFAULT_PORTS,
     ENVIRONMENT,
