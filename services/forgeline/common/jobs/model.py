@@ -21,6 +21,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime | None) -> datetime | None:
+    """Marks a naive datetime (as SQLite returns them) as UTC, which everything stored is."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
 def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     """Converts an aware datetime to a protobuf Timestamp (None stays None)."""
     if value is None:

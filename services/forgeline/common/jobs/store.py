@@ -12,10 +12,17 @@ import json
 import threading
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from forgeline.common import errors
-from forgeline.common.jobs.model import TERMINAL_STATES, Job, JobEvent, to_timestamp, utcnow
+from forgeline.common.jobs.model import (
+    TERMINAL_STATES,
+    Job,
+    JobEvent,
+    as_utc,
+    to_timestamp,
+    utcnow,
+)
 from forgeline.v1 import common_pb2
 from sqlalchemy import (
     JSON,
@@ -73,10 +80,10 @@ class _JobRow(_Base):
             id=self.id,
             kind=self.kind,
             state=self.state,
-            create_time=_aware(self.create_time),
+            create_time=as_utc(self.create_time),
             labels=dict(self.labels or {}),
-            start_time=_aware(self.start_time),
-            end_time=_aware(self.end_time),
+            start_time=as_utc(self.start_time),
+            end_time=as_utc(self.end_time),
             progress=self.progress,
             metrics=dict(self.metrics or {}),
             error=self.error,
@@ -94,13 +101,6 @@ class _EventRow(_Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
     seq: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def make_engine(url: str) -> Engine:
