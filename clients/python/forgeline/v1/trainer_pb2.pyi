@@ -25,6 +25,7 @@ class DatasetFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DATASET_FORMAT_QUERY_RESPONSE: _ClassVar[DatasetFormat]
     DATASET_FORMAT_TEXT: _ClassVar[DatasetFormat]
     DATASET_FORMAT_PREFERENCE: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_SHAREGPT_PREFERENCE: _ClassVar[DatasetFormat]
 
 class Tuner(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -94,6 +95,7 @@ DATASET_FORMAT_SHAREGPT: DatasetFormat
 DATASET_FORMAT_QUERY_RESPONSE: DatasetFormat
 DATASET_FORMAT_TEXT: DatasetFormat
 DATASET_FORMAT_PREFERENCE: DatasetFormat
+DATASET_FORMAT_SHAREGPT_PREFERENCE: DatasetFormat
 TUNER_UNSPECIFIED: Tuner
 TUNER_LORA: Tuner
 TUNER_QLORA: Tuner
