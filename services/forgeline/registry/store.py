@@ -180,7 +180,7 @@ class RegistryStore:
             row.name,
             row.description,
             sorted(t.tag for t in row.tags),
-            row.create_time,
+            as_utc(row.create_time),
             latest or 0,
             aliases,
         )
