@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+from tests.helpers import FORGELINE, start_service
 
-FORGELINE = [sys.executable, "-m", "forgeline.cli"]
+pytestmark = pytest.mark.e2e
 
 
 def forgeline(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
@@ -29,18 +27,9 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("service", ["registry", "trainer", "quantizer", "evaluator", "inference"])
 def test_service_starts_answers_health_and_stops_gracefully(service, env):
-    proc = subprocess.Popen(
-        [*FORGELINE, "serve", service, "--port", "0"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, port = start_service(service, env)
     try:
-        line = proc.stdout.readline()
-        match = re.search(r"listening on [\d.]+:(\d+)", line)
-        assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
-        address = f"127.0.0.1:{match[1]}"
+        address = f"127.0.0.1:{port}"
         result = forgeline("health", address, env=env)
         assert result.returncode == 0, result.stderr
         assert "SERVING" in result.stdout
