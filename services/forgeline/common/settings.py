@@ -70,6 +70,9 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("FORGELINE_GRACE_SECONDS", "10", "How long shutdown waits for in-flight calls."),
     EnvVar("FORGELINE_MAX_MESSAGE_BYTES", "67108864", "Largest gRPC message accepted or sent."),
     EnvVar("FORGELINE_MAX_CONCURRENT_JOBS", "1", "Jobs a job service runs at once."),
+    EnvVar(
+        "FORGELINE_CHUNK_BYTES", "262144", "Bytes per message when the registry streams files."
+    ),
     EnvVar("FORGELINE_RAY_ADDRESS", "", "Ray cluster to join; empty starts a local Ray."),
     EnvVar("FORGELINE_REGISTRY_ADDRESS", "127.0.0.1:50051", "Where the registry listens."),
     EnvVar("FORGELINE_TRAINER_ADDRESS", "127.0.0.1:50052", "Where the trainer listens."),
@@ -138,6 +141,7 @@ class Settings:
     grace_seconds: float = 10.0
     max_message_bytes: int = 64 * 1024 * 1024
     max_concurrent_jobs: int = 1
+    chunk_bytes: int = 256 * 1024
     ray_address: str = ""
     addresses: dict[ServiceName, str] = field(default_factory=dict)
 
@@ -165,6 +169,7 @@ class Settings:
             grace_seconds=float(_env("FORGELINE_GRACE_SECONDS", "10")),
             max_message_bytes=_int("FORGELINE_MAX_MESSAGE_BYTES", 64 * 1024 * 1024),
             max_concurrent_jobs=_int("FORGELINE_MAX_CONCURRENT_JOBS", 1),
+            chunk_bytes=_int("FORGELINE_CHUNK_BYTES", 256 * 1024),
             ray_address=_env("FORGELINE_RAY_ADDRESS"),
             addresses={
                 s: _env(f"FORGELINE_{s.name}_ADDRESS", f"127.0.0.1:{DEFAULT_PORTS[s]}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from forgeline.client.refs import parse_ref
 from forgeline.common import errors
@@ -18,16 +19,16 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 
-# Measured with bench/registry.py over loopback: 1 MiB chunks were fastest (see bench/README).
-CHUNK_BYTES = 1024 * 1024
-
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     """Converts requests to store calls; blob bytes are moved in worker threads."""
 
-    def __init__(self, store: RegistryStore):
+    def __init__(self, store: RegistryStore, chunk_bytes: int):
         self.store = store
         self.blobs = store.blobs
+        self.chunk_bytes = chunk_bytes
+        # Blob I/O and hashing run here, off the event loop.
+        self._io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="registry-io")
 
     async def CreateModel(self, request, context):
         """Creates a model."""
@@ -111,19 +112,28 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         received = 0
         if self.blobs.size_of(h.sha256) is None:
             writer = await asyncio.to_thread(self.blobs.writer, h.sha256, h.size, h.offset)
+            loop = asyncio.get_running_loop()
+            writing: asyncio.Future | None = None
             finished = False
             try:
                 async for message in request_iterator:
                     if message.WhichOneof("part") != "chunk":
                         raise errors.InvalidArgument("chunk", "only chunks may follow the header")
-                    await asyncio.to_thread(writer.write, message.chunk)
+                    # Write (and hash) one chunk while the next one is being received.
+                    if writing is not None:
+                        await writing
+                    writing = loop.run_in_executor(self._io, writer.write, message.chunk)
                     received += len(message.chunk)
-                await asyncio.to_thread(writer.finish)
+                if writing is not None:
+                    await writing
+                await loop.run_in_executor(self._io, writer.finish)
                 finished = True
             finally:
                 if not finished:
+                    if writing is not None:
+                        await asyncio.gather(writing, return_exceptions=True)
                     # Cancelled, failed or short: keep what arrived so the upload can resume.
-                    await asyncio.to_thread(writer.suspend)
+                    await loop.run_in_executor(self._io, writer.suspend)
         self.store.add_entry(h.model, h.version, entry, "header")
         return registry_pb2.UploadArtifactResponse(entry=entry.to_pb(), bytes_received=received)
 
@@ -144,13 +154,18 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                 "offset", f"{request.offset} is beyond the file's {entry.size} bytes"
             )
         blob = self.blobs.open(entry.sha256)
+        loop = asyncio.get_running_loop()
         try:
             offset = request.offset
             blob.seek(offset)
+            # Read the next chunk while the current one is being sent.
+            reading = loop.run_in_executor(self._io, blob.read, self.chunk_bytes)
             first = True
             while True:
-                chunk = await asyncio.to_thread(blob.read, CHUNK_BYTES)
-                if not chunk and not first:
+                chunk = await reading
+                if chunk:
+                    reading = loop.run_in_executor(self._io, blob.read, self.chunk_bytes)
+                elif not first:
                     return
                 yield registry_pb2.DownloadArtifactResponse(
                     entry=entry.to_pb() if first else None, offset=offset, chunk=chunk
@@ -240,7 +255,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 def create_server(settings: Settings) -> tuple[ForgelineServer, int]:
     """Builds and binds the registry server over its SQL store and local blob store."""
     store = RegistryStore(settings.database_url, LocalBlobStore(settings.service_dir / "blobs"))
-    servicer = RegistryServicer(store)
+    servicer = RegistryServicer(store, settings.chunk_bytes)
     server = build_server(
         settings,
         [
