@@ -29,7 +29,6 @@ from forgeline.client.digests import sha256_file  # noqa: E402
 from forgeline.client.services import RegistryClient  # noqa: E402
 from forgeline.client.transfer import pull_version, upload_file  # noqa: E402
 from forgeline.v1 import registry_pb2  # noqa: E402
-
 from tests.helpers import free_port, start_service  # noqa: E402
 
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
 from forgeline.common.server import ForgelineServer
 from forgeline.common.settings import ServiceName, Settings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from forgeline.client.refs import RefError, format_ref, parse_ref
 
 

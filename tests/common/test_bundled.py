@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from forgeline.common import bundled
 
 pytestmark = pytest.mark.e2e

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
 from forgeline.client.channel import ChannelOptions, open_channel
 from forgeline.client.services import TrainerClient
 from forgeline.common import errors
 from forgeline.common.server import Service, build_server
 from forgeline.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
-from google.rpc import error_details_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
-
 from tests.conftest import serving
 
 pytestmark = pytest.mark.integration

@@ -8,13 +8,13 @@ import threading
 import time
 
 import pytest
+
 from forgeline.client.channel import ChannelOptions
 from forgeline.client.services import TrainerClient
 from forgeline.common import errors
 from forgeline.common.jobs import JobContext, JobResult
 from forgeline.trainer.service import create_server
 from forgeline.v1 import common_pb2, trainer_pb2
-
 from tests.conftest import ServerThread, serving
 
 pytestmark = pytest.mark.integration

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from forgeline.common import errors
 from forgeline.common.jobs import JobStore
 from forgeline.v1 import common_pb2

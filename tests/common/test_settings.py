@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from forgeline.common.settings import (
     DEFAULT_PORTS,
     ENVIRONMENT,

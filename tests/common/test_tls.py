@@ -11,11 +11,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from forgeline.client.channel import ChannelOptions, open_channel
 from forgeline.common.settings import TlsSettings
 from forgeline.registry.service import create_server
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from tests.conftest import serving
 
 pytestmark = pytest.mark.integration

@@ -6,6 +6,7 @@ import hashlib
 import os
 
 import pytest
+
 from forgeline.common import errors
 from forgeline.registry.blobs import LocalBlobStore
 

@@ -9,12 +9,12 @@ import signal
 import threading
 
 import pytest
+
 from forgeline.client.channel import ChannelOptions
 from forgeline.client.services import RegistryClient
 from forgeline.client.transfer import pull_version, push_folder, upload_file
 from forgeline.common import errors
 from forgeline.v1 import registry_pb2
-
 from tests.helpers import free_port, start_service, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from forgeline.common import errors
 from forgeline.registry.domain import Entry, check_model_name, check_path, manifest_digest
 

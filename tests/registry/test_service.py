@@ -9,6 +9,7 @@ import time
 
 import grpc
 import pytest
+
 from forgeline.client.channel import ChannelOptions
 from forgeline.client.refs import parse_ref
 from forgeline.client.services import RegistryClient
@@ -16,7 +17,6 @@ from forgeline.client.transfer import pull_version, push_file, push_folder, uplo
 from forgeline.common import errors
 from forgeline.registry.service import create_server
 from forgeline.v1 import common_pb2, registry_pb2
-
 from tests.conftest import serving
 
 pytestmark = pytest.mark.integration

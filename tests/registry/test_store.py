@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+
 from forgeline.client.refs import parse_ref
 from forgeline.common import errors
 from forgeline.registry.blobs import LocalBlobStore

@@ -5,9 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from forgeline.client.channel import ChannelOptions
-from forgeline.client.services import RegistryClient
-from forgeline.common.settings import ServiceName, Settings
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -16,6 +13,10 @@ from rich.progress import (
     TextColumn,
     TransferSpeedColumn,
 )
+
+from forgeline.client.channel import ChannelOptions
+from forgeline.client.services import RegistryClient
+from forgeline.common.settings import ServiceName, Settings
 
 console = Console()
 err_console = Console(stderr=True)

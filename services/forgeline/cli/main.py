@@ -11,12 +11,13 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
 from forgeline.cli import models
 from forgeline.client.refs import RefError
 from forgeline.common import errors
 from forgeline.common.settings import ENVIRONMENT, ServiceName, Settings
-from rich.console import Console
-from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
@@ -71,8 +72,9 @@ def health(
 ) -> None:
     """Ask a service's grpc.health.v1 endpoint; exit 0 only when it is SERVING."""
     import grpc
-    from forgeline.client.channel import ChannelOptions, open_channel
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from forgeline.client.channel import ChannelOptions, open_channel
 
     with open_channel(address, ChannelOptions(tls=tls, retries=False)) as channel:
         stub = health_pb2_grpc.HealthStub(channel)

@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
+from rich.tree import Tree
+
 from forgeline.cli.context import (
     console,
     human_bytes,
@@ -15,8 +18,6 @@ from forgeline.cli.context import (
 from forgeline.client.refs import format_ref, parse_ref
 from forgeline.client.transfer import pull_version, push_file, push_folder
 from forgeline.v1 import registry_pb2
-from rich.table import Table
-from rich.tree import Tree
 
 app = typer.Typer(help="Models in the registry and the bundled model.", no_args_is_help=True)
 

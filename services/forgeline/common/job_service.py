@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import grpc
+
 from forgeline.common.jobs import JobManager, JobStore, Runner
 from forgeline.common.server import ForgelineServer, Service, build_server
 from forgeline.common.settings import Settings

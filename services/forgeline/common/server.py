@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from forgeline.common.interceptors import BearerAuthInterceptor, ErrorInterceptor
-from forgeline.common.settings import Settings
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from forgeline.common.interceptors import BearerAuthInterceptor, ErrorInterceptor
+from forgeline.common.settings import Settings
 
 log = logging.getLogger(__name__)
 

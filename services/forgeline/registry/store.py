@@ -20,6 +20,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
 from forgeline.common import errors
 from forgeline.common.jobs.model import as_utc, utcnow
 from forgeline.common.jobs.store import make_engine
@@ -37,9 +41,6 @@ from forgeline.registry.schema import (
     VersionRow,
 )
 from forgeline.v1 import common_pb2, registry_pb2
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 PENDING = registry_pb2.VERSION_STATE_PENDING
 READY = registry_pb2.VERSION_STATE_READY

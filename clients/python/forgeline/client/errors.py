@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import NoReturn
 
 import grpc
-from forgeline.common import errors
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+from forgeline.common import errors
 
 _BY_CODE: dict[grpc.StatusCode, type[errors.ForgelineError]] = {
     grpc.StatusCode.NOT_FOUND: errors.NotFound,

@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 import grpc
+
 from forgeline.client.channel import ChannelOptions, open_channel
 from forgeline.client.errors import raise_for_rpc_error
 from forgeline.client.refs import parse_ref

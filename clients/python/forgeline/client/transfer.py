@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import grpc
+
 from forgeline.client.digests import manifest_digest, sha256_file
 from forgeline.client.errors import raise_for_rpc_error
 from forgeline.client.refs import parse_ref

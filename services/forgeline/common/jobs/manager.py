@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
+from google.protobuf.message import Message
+
 from forgeline.common import errors
 from forgeline.common.jobs.model import Job, JobEvent
 from forgeline.common.jobs.store import JobStore
 from forgeline.v1 import common_pb2
-from google.protobuf.message import Message
 
 log = logging.getLogger(__name__)
 

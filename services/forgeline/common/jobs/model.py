@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from forgeline.v1 import common_pb2
 from google.protobuf import timestamp_pb2
+
+from forgeline.v1 import common_pb2
 
 JobState = common_pb2.JobState
 JobKind = common_pb2.JobKind

@@ -14,16 +14,6 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from forgeline.common import errors
-from forgeline.common.jobs.model import (
-    TERMINAL_STATES,
-    Job,
-    JobEvent,
-    as_utc,
-    to_timestamp,
-    utcnow,
-)
-from forgeline.v1 import common_pb2
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -40,6 +30,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from forgeline.common import errors
+from forgeline.common.jobs.model import (
+    TERMINAL_STATES,
+    Job,
+    JobEvent,
+    as_utc,
+    to_timestamp,
+    utcnow,
+)
+from forgeline.v1 import common_pb2
 
 _ALLOWED = {
     common_pb2.JOB_STATE_QUEUED: {

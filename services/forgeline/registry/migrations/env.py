@@ -1,6 +1,7 @@
 """Alembic environment of the registry: runs on the connection the store hands over."""
 
 from alembic import context
+
 from forgeline.registry.schema import Base
 
 VERSION_TABLE = "registry_alembic_version"
