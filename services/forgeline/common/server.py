@@ -9,9 +9,11 @@ SIGTERM/SIGINT and shuts it down gracefully.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +113,29 @@ def build_server(settings: Settings, services: Sequence[Service]) -> ForgelineSe
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
     return ForgelineServer(server, port, health_servicer, names)
+
+
+class Offloaded:
+    """Runs a blocking object's methods in a thread pool: `await offloaded.method(...)`.
+
+    Servicers wrap their SQL-backed cores in it so a slow query never stalls the event loop
+    that is streaming other calls' bytes.
+    """
+
+    def __init__(self, target: Any, executor: Executor | None = None):
+        self._target = target
+        self._executor = executor
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self._target, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._executor, functools.partial(method, *args, **kwargs)
+            )
+
+        return call
 
 
 async def serve(server: ForgelineServer, settings: Settings) -> None:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from forgeline.client.refs import parse_ref
 from forgeline.common import errors
-from forgeline.common.server import ForgelineServer, Service, build_server
+from forgeline.common.server import ForgelineServer, Offloaded, Service, build_server
 from forgeline.common.settings import Settings
 from forgeline.registry.blobs import LocalBlobStore, check_digest
 from forgeline.registry.domain import Entry, Evaluation, check_path
@@ -21,27 +21,29 @@ SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
-    """Converts requests to store calls; blob bytes are moved in worker threads."""
+    """Converts requests to store calls; SQL and blob bytes are handled in worker threads."""
 
     def __init__(self, store: RegistryStore, chunk_bytes: int):
-        self.store = store
+        # Blob I/O, hashing and SQL run in this pool, off the event loop.
+        self._io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="registry-io")
+        self.store = Offloaded(store, self._io)
         self.blobs = store.blobs
         self.chunk_bytes = chunk_bytes
-        # Blob I/O and hashing run here, off the event loop.
-        self._io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="registry-io")
 
     async def CreateModel(self, request, context):
         """Creates a model."""
-        model = self.store.create_model(request.name, request.description, request.tags)
+        model = await self.store.create_model(request.name, request.description, request.tags)
         return registry_pb2.CreateModelResponse(model=model.to_pb())
 
     async def GetModel(self, request, context):
         """Returns a model."""
-        return registry_pb2.GetModelResponse(model=self.store.get_model(request.name).to_pb())
+        return registry_pb2.GetModelResponse(
+            model=(await self.store.get_model(request.name)).to_pb()
+        )
 
     async def ListModels(self, request, context):
         """Lists models."""
-        models, token = self.store.list_models(
+        models, token = await self.store.list_models(
             tag=request.tag,
             name_prefix=request.name_prefix,
             page_size=request.page.page_size,
@@ -53,7 +55,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     async def CreateVersion(self, request, context):
         """Starts a PENDING version."""
-        version = self.store.create_version(
+        version = await self.store.create_version(
             request.model,
             request.kind,
             parents=list(request.parents),
@@ -69,11 +71,13 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     async def GetVersion(self, request, context):
         """Resolves a reference."""
-        return registry_pb2.GetVersionResponse(version=self.store.get_version(request.ref).to_pb())
+        return registry_pb2.GetVersionResponse(
+            version=(await self.store.get_version(request.ref)).to_pb()
+        )
 
     async def ListVersions(self, request, context):
         """Searches versions."""
-        versions, token = self.store.list_versions(
+        versions, token = await self.store.list_versions(
             model=request.model,
             kinds=request.kinds,
             states=request.states,
@@ -107,7 +111,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             raise errors.InvalidArgument("header", "the first message must be the header")
         h = first.header
         check_digest(h.sha256, "header.sha256")
-        self.store.check_upload(h.model, h.version, h.path)
+        await self.store.check_upload(h.model, h.version, h.path)
         entry = Entry(h.path, h.sha256, h.size)
         received = 0
         if self.blobs.size_of(h.sha256) is None:
@@ -134,21 +138,21 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                         await asyncio.gather(writing, return_exceptions=True)
                     # Cancelled, failed or short: keep what arrived so the upload can resume.
                     await loop.run_in_executor(self._io, writer.suspend)
-        self.store.add_entry(h.model, h.version, entry, "header")
+        await self.store.add_entry(h.model, h.version, entry, "header")
         return registry_pb2.UploadArtifactResponse(entry=entry.to_pb(), bytes_received=received)
 
     async def LinkArtifact(self, request, context):
         """Adds an already stored blob to a version without moving bytes."""
         e = request.entry
         check_digest(e.sha256, "entry.sha256")
-        entry = self.store.add_entry(
+        entry = await self.store.add_entry(
             request.model, request.version, Entry(e.path, e.sha256, e.size)
         )
         return registry_pb2.LinkArtifactResponse(entry=entry.to_pb())
 
     async def DownloadArtifact(self, request, context):
         """Streams one file of a READY version from an offset."""
-        entry = self.store.entry(request.ref, request.path)
+        entry = await self.store.entry(request.ref, request.path)
         if request.offset > entry.size:
             raise errors.InvalidArgument(
                 "offset", f"{request.offset} is beyond the file's {entry.size} bytes"
@@ -179,7 +183,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     async def GetManifest(self, request, context):
         """Returns a READY version's files."""
-        version, entries = self.store.manifest(request.ref)
+        version, entries = await self.store.manifest(request.ref)
         return registry_pb2.GetManifestResponse(
             version=version.to_pb(), entries=[e.to_pb() for e in entries]
         )
@@ -188,23 +192,25 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         """Seals a PENDING version."""
         for i, path in enumerate(request.expected_paths):
             check_path(path, f"expected_paths[{i}]")
-        version = self.store.commit(
+        version = await self.store.commit(
             request.model, request.version, request.expected_paths, dict(request.metrics)
         )
         return registry_pb2.CommitVersionResponse(version=version.to_pb())
 
     async def FailVersion(self, request, context):
         """Marks a PENDING version FAILED."""
-        version = self.store.fail(request.model, request.version, request.reason)
+        version = await self.store.fail(request.model, request.version, request.reason)
         return registry_pb2.FailVersionResponse(version=version.to_pb())
 
     async def ArchiveVersion(self, request, context):
         """Archives a version."""
-        return registry_pb2.ArchiveVersionResponse(version=self.store.archive(request.ref).to_pb())
+        return registry_pb2.ArchiveVersionResponse(
+            version=(await self.store.archive(request.ref)).to_pb()
+        )
 
     async def SetAlias(self, request, context):
         """Moves an alias, through the optional gate."""
-        version, previous = self.store.set_alias(
+        version, previous = await self.store.set_alias(
             request.model,
             request.alias,
             request.version,
@@ -215,27 +221,29 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     async def DeleteAlias(self, request, context):
         """Removes an alias."""
-        previous = self.store.delete_alias(request.model, request.alias, request.actor)
+        previous = await self.store.delete_alias(request.model, request.alias, request.actor)
         return registry_pb2.DeleteAliasResponse(previous_version=previous)
 
     async def ListAliasHistory(self, request, context):
         """Lists alias moves."""
-        events = self.store.alias_history(request.model, request.alias)
+        events = await self.store.alias_history(request.model, request.alias)
         return registry_pb2.ListAliasHistoryResponse(events=[e.to_pb() for e in events])
 
     async def AddEvaluation(self, request, context):
         """Attaches an evaluation report."""
-        evaluation = self.store.add_evaluation(request.ref, Evaluation.from_pb(request.evaluation))
+        evaluation = await self.store.add_evaluation(
+            request.ref, Evaluation.from_pb(request.evaluation)
+        )
         return registry_pb2.AddEvaluationResponse(evaluation=evaluation.to_pb())
 
     async def ListEvaluations(self, request, context):
         """Lists a version's reports."""
-        reports = self.store.list_evaluations(request.ref, request.suite)
+        reports = await self.store.list_evaluations(request.ref, request.suite)
         return registry_pb2.ListEvaluationsResponse(evaluations=[r.to_pb() for r in reports])
 
     async def GetLineage(self, request, context):
         """Walks lineage."""
-        root, versions, edges = self.store.lineage(
+        root, versions, edges = await self.store.lineage(
             request.ref, request.direction, request.max_depth
         )
         return registry_pb2.GetLineageResponse(
@@ -248,7 +256,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     async def GarbageCollect(self, request, context):
         """Deletes unreferenced blobs."""
-        blobs, freed = await asyncio.to_thread(self.store.garbage_collect, request.dry_run)
+        blobs, freed = await self.store.garbage_collect(request.dry_run)
         return registry_pb2.GarbageCollectResponse(blobs_deleted=blobs, bytes_freed=freed)
 
 
