@@ -81,6 +81,14 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar(
         "FORGELINE_INFERENCE_ADDRESS", "127.0.0.1:50055", "Where the inference service listens."
     ),
+    EnvVar(
+        "FORGELINE_INFERENCE_KV_CACHE_BYTES",
+        "0",
+        "KV cache of engines loaded without a memory setting; 0 leaves it to vLLM.",
+    ),
+    EnvVar("FORGELINE_GATEWAY_API_KEYS", "", "Comma-separated API keys the gateway accepts."),
+    EnvVar("FORGELINE_GATEWAY_KEYS_FILE", "", "JSON file of hashed gateway keys with limits."),
+    EnvVar("FORGELINE_GATEWAY_MAX_BODY_BYTES", "2097152", "Largest gateway request body."),
 )
 _KNOWN = {v.name for v in ENVIRONMENT}
 
@@ -144,6 +152,10 @@ class Settings:
     chunk_bytes: int = 256 * 1024
     ray_address: str = ""
     addresses: dict[ServiceName, str] = field(default_factory=dict)
+    inference_kv_cache_bytes: int = 0
+    gateway_api_keys: str = field(default="", repr=False)
+    gateway_keys_file: str = ""
+    gateway_max_body_bytes: int = 2 * 1024 * 1024
 
     @classmethod
     def load(cls, service: ServiceName | str, **overrides: object) -> Settings:
@@ -176,6 +188,10 @@ class Settings:
                 for s in ServiceName
                 if s is not ServiceName.GATEWAY
             },
+            inference_kv_cache_bytes=_int("FORGELINE_INFERENCE_KV_CACHE_BYTES", 0),
+            gateway_api_keys=_env("FORGELINE_GATEWAY_API_KEYS"),
+            gateway_keys_file=_env("FORGELINE_GATEWAY_KEYS_FILE"),
+            gateway_max_body_bytes=_int("FORGELINE_GATEWAY_MAX_BODY_BYTES", 2 * 1024 * 1024),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if "home" in overrides:

@@ -1,17 +1,133 @@
-"""gRPC servicer of the inference service (engines arrive with the vLLM integration)."""
+"""gRPC servicer of the inference service: protobuf in, `InferenceCore` calls, protobuf out.
+
+Generate is a server stream. When the client cancels or disconnects, gRPC ends the call;
+the stream's generator is closed (which aborts the request in the engine) and, as a second
+line of defence, a done-callback on the call aborts the request by id if it still runs.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
+import uuid
+from contextlib import aclosing
+
+import grpc
+
+from forgeline.client.refs import format_ref
 from forgeline.common.server import ForgelineServer, Service, build_server
 from forgeline.common.settings import Settings
+from forgeline.inference.core import EngineFactory, InferenceCore, start_vllm_engine
+from forgeline.inference.resolver import ModelResolver, RegistryResolver
+from forgeline.inference.types import (
+    EngineOptions,
+    GenerateRequest,
+    TokenizeRequest,
+)
 from forgeline.v1 import inference_pb2, inference_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 
 
-def create_server(settings: Settings) -> tuple[ForgelineServer, int]:
-    """Builds and binds the inference server; its RPCs answer UNIMPLEMENTED for now."""
-    servicer = inference_pb2_grpc.InferenceServiceServicer()
+def _metadata(context: grpc.aio.ServicerContext, key: str) -> str:
+    for k, v in context.invocation_metadata() or ():
+        if k == key:
+            return v if isinstance(v, str) else v.decode()
+    return ""
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
+    """Thin servicer over `InferenceCore`."""
+
+    def __init__(self, core: InferenceCore):
+        self.core = core
+        self._aborts: set[asyncio.Task] = set()
+
+    async def Generate(self, request, context):
+        """Streams a generation; a cancelled call aborts it in the engine."""
+        domain = GenerateRequest.from_pb(request)
+        if not domain.request_id:
+            domain = dataclasses.replace(domain, request_id=uuid.uuid4().hex)
+        request_id = domain.request_id
+        trace = _metadata(context, "x-request-id")
+        if trace:
+            log.debug("request %s carries x-request-id %s", request_id, trace)
+        loop = asyncio.get_running_loop()
+
+        def on_done(_context) -> None:
+            # Runs when the call ends for any reason; only a request still running needs it.
+            if self.core.is_running(request_id):
+                task = loop.create_task(self.core.abort(request_id))
+                self._aborts.add(task)
+                task.add_done_callback(self._aborts.discard)
+
+        context.add_done_callback(on_done)
+        async with aclosing(self.core.generate(domain)) as events:
+            async for event in events:
+                yield event.to_pb()
+
+    async def Tokenize(self, request, context):
+        """Tokenizes text or messages as Generate would."""
+        result = await self.core.tokenize(TokenizeRequest.from_pb(request))
+        return result.to_pb()
+
+    async def ListServedModels(self, request, context):
+        """Lists served models and adapters in load order."""
+        return inference_pb2.ListServedModelsResponse(
+            models=[m.to_pb() for m in self.core.list_models()]
+        )
+
+    async def LoadModel(self, request, context):
+        """Fetches a version and starts its engine; returns it READY or FAILED."""
+        served = await self.core.load_model(
+            format_ref(request.ref) if request.ref.name else "",
+            request.served_name,
+            EngineOptions.from_pb(request.engine),
+        )
+        return inference_pb2.LoadModelResponse(model=served.to_pb())
+
+    async def UnloadModel(self, request, context):
+        """Stops a model's engine."""
+        await self.core.unload_model(request.served_name)
+        return inference_pb2.UnloadModelResponse()
+
+    async def LoadAdapter(self, request, context):
+        """Hot-loads an adapter onto its base's engine."""
+        served = await self.core.load_adapter(
+            format_ref(request.ref) if request.ref.name else "",
+            request.served_name,
+            request.base_served_name if request.HasField("base_served_name") else None,
+        )
+        return inference_pb2.LoadAdapterResponse(adapter=served.to_pb())
+
+    async def UnloadAdapter(self, request, context):
+        """Removes an adapter once its running requests finish."""
+        await self.core.unload_adapter(request.served_name)
+        return inference_pb2.UnloadAdapterResponse()
+
+
+def create_server(
+    settings: Settings,
+    *,
+    resolver: ModelResolver | None = None,
+    engine_factory: EngineFactory = start_vllm_engine,
+) -> tuple[ForgelineServer, int]:
+    """Builds and binds the inference server.
+
+    Args:
+        settings: Service settings; the registry address comes from them.
+        resolver: Where models come from; the registry of `settings` by default.
+        engine_factory: How engines start; vLLM by default (tests pass a fake).
+    """
+    core = InferenceCore(
+        resolver or RegistryResolver.from_settings(settings),
+        engine_factory,
+        default_kv_cache_bytes=settings.inference_kv_cache_bytes,
+    )
+    servicer = InferenceServicer(core)
     server = build_server(
         settings,
         [
@@ -21,4 +137,6 @@ def create_server(settings: Settings) -> tuple[ForgelineServer, int]:
             )
         ],
     )
+    server.on_stop.append(core.close)
+    server.components["core"] = core
     return server, server.port

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -238,9 +238,120 @@ class InferenceClient(_Client):
     def generate(
         self, request: inference_pb2.GenerateRequest, timeout: float | None = None
     ) -> Iterator[inference_pb2.GenerateResponse]:
-        """Streams the response chunks of one generation."""
+        """Streams the response chunks of one generation.
+
+        Raises:
+            NotFound: no model or adapter is served under `request.model`.
+            InvalidArgument: bad input or sampling parameters, each named.
+            Unavailable: the model is not ready or its engine stopped.
+        """
         return self._stream("Generate", request, timeout)
+
+    def stream_text(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[ChatMessageLike] | None = None,
+        sampling: inference_pb2.SamplingParams | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[str]:
+        """Yields the text of a single completion as it is generated.
+
+        Give either a raw `prompt` or chat `messages` (rendered with the model's template).
+        """
+        request = inference_pb2.GenerateRequest(model=model, sampling=sampling)
+        if messages is not None:
+            request.messages.CopyFrom(chat_messages(messages))
+        else:
+            request.prompt = prompt or ""
+        for response in self.generate(request, timeout):
+            for chunk in response.chunks:
+                if chunk.text:
+                    yield chunk.text
+
+    def tokenize(
+        self,
+        model: str,
+        text: str | None = None,
+        *,
+        messages: Sequence[ChatMessageLike] | None = None,
+        add_generation_prompt: bool | None = None,
+    ) -> inference_pb2.TokenizeResponse:
+        """Tokenizes text, or a conversation rendered with the model's template."""
+        request = inference_pb2.TokenizeRequest(model=model)
+        if messages is not None:
+            request.messages.CopyFrom(chat_messages(messages))
+        else:
+            request.text = text or ""
+        if add_generation_prompt is not None:
+            request.add_generation_prompt = add_generation_prompt
+        return self._call("Tokenize", request)
 
     def list_models(self) -> list[inference_pb2.ServedModel]:
         """Models and adapters currently served."""
         return list(self._call("ListServedModels", inference_pb2.ListServedModelsRequest()).models)
+
+    def load_model(
+        self,
+        ref: str | common_pb2.ModelRef,
+        served_name: str = "",
+        engine: inference_pb2.EngineOptions | None = None,
+        timeout: float | None = 1800.0,
+    ) -> inference_pb2.ServedModel:
+        """Serves a registry version; returns once its engine is READY or FAILED.
+
+        Raises:
+            NotFound: the reference names no version.
+            AlreadyExists: the served name is taken.
+            InvalidArgument: bad options, or the version is an adapter.
+        """
+        request = inference_pb2.LoadModelRequest(
+            ref=_ref(ref), served_name=served_name, engine=engine
+        )
+        return self._call("LoadModel", request, timeout).model
+
+    def unload_model(self, served_name: str) -> None:
+        """Stops a served model's engine (its adapters go too)."""
+        self._call("UnloadModel", inference_pb2.UnloadModelRequest(served_name=served_name))
+
+    def load_adapter(
+        self,
+        ref: str | common_pb2.ModelRef,
+        served_name: str = "",
+        base_served_name: str | None = None,
+        timeout: float | None = 600.0,
+    ) -> inference_pb2.ServedModel:
+        """Hot-loads a registry ADAPTER version onto its base model's engine.
+
+        Raises:
+            FailedPrecondition: its base is not served, or was loaded without LoRA.
+        """
+        request = inference_pb2.LoadAdapterRequest(ref=_ref(ref), served_name=served_name)
+        if base_served_name is not None:
+            request.base_served_name = base_served_name
+        return self._call("LoadAdapter", request, timeout).adapter
+
+    def unload_adapter(self, served_name: str) -> None:
+        """Removes an adapter once the requests running on it finish."""
+        self._call(
+            "UnloadAdapter", inference_pb2.UnloadAdapterRequest(served_name=served_name), None
+        )
+
+
+# A chat message as callers write it: a (role, content) pair or a {"role", "content"} dict.
+ChatMessageLike = tuple[str, str] | Mapping[str, str]
+
+
+def chat_messages(messages: Sequence[ChatMessageLike]) -> inference_pb2.ChatMessages:
+    """Builds the protobuf conversation from (role, content) pairs or message dicts."""
+    out = inference_pb2.ChatMessages()
+    for message in messages:
+        if isinstance(message, Mapping):
+            added = out.messages.add(role=message["role"], content=message.get("content", ""))
+            if message.get("name"):
+                added.name = message["name"]
+        else:
+            role, content = message
+            out.messages.add(role=role, content=content)
+    return out

