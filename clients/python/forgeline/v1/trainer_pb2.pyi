@@ -235,14 +235,16 @@ class HyperParameters(_message.Message):
     def __init__(self, epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., lr_scheduler: _Optional[_Union[LrScheduler, str]] = ..., warmup_ratio: _Optional[float] = ..., warmup_steps: _Optional[int] = ..., weight_decay: _Optional[float] = ..., per_device_batch_size: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., max_seq_length: _Optional[int] = ..., packing: _Optional[bool] = ..., seed: _Optional[int] = ..., precision: _Optional[_Union[Precision, str]] = ..., gradient_checkpointing: _Optional[bool] = ..., optimizer: _Optional[_Union[Optimizer, str]] = ..., max_grad_norm: _Optional[float] = ...) -> None: ...
 
 class DpoConfig(_message.Message):
-    __slots__ = ("beta", "loss_type", "reference_model")
+    __slots__ = ("beta", "loss_type", "reference_model", "label_smoothing")
     BETA_FIELD_NUMBER: _ClassVar[int]
     LOSS_TYPE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SMOOTHING_FIELD_NUMBER: _ClassVar[int]
     beta: float
     loss_type: DpoLossType
     reference_model: _common_pb2.ModelRef
-    def __init__(self, beta: _Optional[float] = ..., loss_type: _Optional[_Union[DpoLossType, str]] = ..., reference_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+    label_smoothing: float
+    def __init__(self, beta: _Optional[float] = ..., loss_type: _Optional[_Union[DpoLossType, str]] = ..., reference_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., label_smoothing: _Optional[float] = ...) -> None: ...
 
 class DistributionConfig(_message.Message):
     __slots__ = ("strategy", "zero_stage", "offload_optimizer", "offload_params", "deepspeed_config_json", "resources")

@@ -1,0 +1,367 @@
+"""The distribution strategies behind one small interface the recipes train through.
+
+A recipe's loop calls `engine.module(...)` for the forward pass, `engine.backward(loss)`
+for each micro-batch (inside `engine.accumulating(last)`), and `engine.step()` once per
+optimizer step. `TorchEngine` covers one worker and DDP (gradients all-reduced by PyTorch);
+`DeepSpeedEngine` covers ZeRO stages 0-3 with optimizer and parameter offload, from the
+job's high-level settings merged with any DeepSpeed JSON the job passes through.
+
+Loss normalisation is the caller's: recipes divide summed token losses by the global
+number of target tokens of the step, so neither engine rescales by the accumulation steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from forgeline.trainer.config import OptimizerKind, Precision, Strategy, TrainConfig
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "engine.pt"
+DEEPSPEED_TAG = "state"
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) without a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sums floats over every worker (identity on one worker)."""
+    if world()[1] == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    # Biases and norm scales are not decayed (the usual AdamW practice).
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The configured optimizer over the model's trainable parameters."""
+    groups = _param_groups(model, cfg.hyper.weight_decay)
+    lr = cfg.hyper.learning_rate
+    kind = cfg.hyper.optimizer
+    if kind is OptimizerKind.ADAMW:
+        return torch.optim.AdamW(groups, lr=lr)
+    if kind is OptimizerKind.SGD:
+        return torch.optim.SGD(groups, lr=lr)
+    import bitsandbytes as bnb
+
+    if kind is OptimizerKind.PAGED_ADAMW_8BIT:
+        return bnb.optim.PagedAdamW8bit(groups, lr=lr)
+    return bnb.optim.PagedAdamW32bit(groups, lr=lr)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> Any:
+    """The configured learning-rate schedule (warm-up included)."""
+    from transformers import get_scheduler
+
+    return get_scheduler(
+        cfg.hyper.scheduler.value,
+        optimizer,
+        num_warmup_steps=cfg.hyper.warmup_for(total_steps),
+        num_training_steps=total_steps,
+    )
+
+
+class TorchEngine:
+    """One worker, or DDP over several: PyTorch optimizer, clipping and autocast.
+
+    Args:
+        model: The model to train, already on `device`.
+        cfg: The job's configuration.
+        total_steps: Optimizer steps of the run (for the schedule).
+        device: The worker's device.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device
+    ):
+        self.model = model
+        self.cfg = cfg
+        self.device = device
+        self.distributed = world()[1] > 1
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.module: torch.nn.Module = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        else:
+            self.module = model
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg, total_steps)
+        precision = cfg.hyper.precision
+        self._autocast_dtype = (
+            None
+            if precision is Precision.FP32
+            else (torch.bfloat16 if precision is Precision.BF16 else torch.float16)
+        )
+        self._scaler = torch.amp.GradScaler() if precision is Precision.FP16 else None
+
+    @property
+    def lr(self) -> float:
+        """The current learning rate."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Context for the forward pass in the training precision."""
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
+
+    def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
+        """Context for one micro-batch: DDP all-reduces only on the step's last one."""
+        if self.distributed and not last:
+            return self.module.no_sync()
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagates one micro-batch's (already normalised) loss."""
+        if self._scaler is not None:
+            self._scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def step(self) -> float:
+        """Clips, steps optimizer and schedule, clears gradients; returns the gradient norm."""
+        if self._scaler is not None:
+            self._scaler.unscale_(self.optimizer)
+        max_norm = self.cfg.hyper.max_grad_norm
+        norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm if max_norm > 0 else math.inf)
+        if self._scaler is not None:
+            self._scaler.step(self.optimizer)
+            self._scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def save_state(self, folder: Path) -> None:
+        """Writes what resuming needs: trainable weights, optimizer and schedule (rank 0)."""
+        if world()[0] != 0:
+            return
+        from forgeline.trainer.modeling import trainable_state
+
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "trainable": trainable_state(self.model),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+            },
+            folder / STATE_FILE,
+        )
+
+    def load_state(self, folder: Path) -> None:
+        """Restores what `save_state` wrote."""
+        from forgeline.trainer.modeling import load_trainable_state
+
+        state = torch.load(folder / STATE_FILE, map_location=self.device, weights_only=False)
+        load_trainable_state(self.model, state["trainable"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def export(self, dest: Path, tokenizer: Any) -> None:
+        """Writes the trained adapter or model (rank 0)."""
+        from forgeline.trainer.modeling import save_trained
+
+        if world()[0] == 0:
+            save_trained(self.model, tokenizer, dest)
+
+    def close(self) -> None:
+        """Releases the optimizer state."""
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
+    """The DeepSpeed config of a job: generated from its settings, then its overrides merged."""
+    d, h = cfg.dist, cfg.hyper
+    zero: dict[str, Any] = {"stage": d.zero_stage}
+    if d.offload_optimizer and d.zero_stage >= 1:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": d.use_gpu}
+    if d.offload_params and d.zero_stage == 3:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": d.use_gpu}
+    if d.zero_stage == 3:
+        # Lets the final save gather full weights from every worker's shard.
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": h.batch_size,
+        "gradient_accumulation_steps": h.grad_accum,
+        "train_batch_size": h.batch_size * h.grad_accum * world_size,
+        "gradient_clipping": h.max_grad_norm,
+        "zero_optimization": zero,
+        "bf16": {"enabled": h.precision is Precision.BF16},
+        "fp16": {"enabled": h.precision is Precision.FP16},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+        # The optimizer is ours (AdamW or bitsandbytes), also when its state is offloaded;
+        # on CPU workers the state lives in the same memory anyway.
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
+    }
+    return _merge(config, d.deepspeed_overrides)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class DeepSpeedEngine:
+    """DeepSpeed ZeRO 0-3 with optional optimizer / parameter offload.
+
+    The recipe calls `backward` and `step` once per micro-batch, as DeepSpeed expects;
+    DeepSpeed counts micro-batches and steps the optimizer at accumulation boundaries.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device
+    ):
+        import deepspeed
+
+        self.cfg = cfg
+        self.device = device
+        self.model = model
+        self.stage = cfg.dist.zero_stage
+        config = deepspeed_config(cfg, world()[1])
+        client_optimizer = None if "optimizer" in config else build_optimizer(model, cfg)
+        scheduler = None
+        if "scheduler" not in config:
+
+            def scheduler(optimizer):
+                return build_scheduler(optimizer, cfg, total_steps)
+
+        self.module, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model,
+            optimizer=client_optimizer,
+            model_parameters=[p for p in model.parameters() if p.requires_grad],
+            lr_scheduler=scheduler,
+            config=config,
+            dist_init_required=False,
+        )
+        self._grad_norm = 0.0
+
+    @property
+    def lr(self) -> float:
+        """The current learning rate."""
+        return self.module.get_lr()[0]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """DeepSpeed casts the model itself; nothing to do."""
+        return contextlib.nullcontext()
+
+    def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
+        """DeepSpeed tracks accumulation boundaries itself."""
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagates and advances DeepSpeed's micro-step (optimizer at boundaries)."""
+        self.module.backward(loss, scale_wrt_gas=False)
+        boundary = self.module.is_gradient_accumulation_boundary()
+        self.module.step()
+        if boundary:
+            norm = self.module.get_global_grad_norm()
+            self._grad_norm = float(norm) if norm is not None else 0.0
+
+    def step(self) -> float:
+        """The optimizer already stepped in `backward`; returns the last gradient norm."""
+        return self._grad_norm
+
+    def save_state(self, folder: Path) -> None:
+        """Every worker writes its shard of the trainable state (frozen weights excluded)."""
+        self.module.save_checkpoint(str(folder), tag=DEEPSPEED_TAG, exclude_frozen_parameters=True)
+
+    def load_state(self, folder: Path) -> None:
+        """Restores every worker's shard.
+
+        Raises:
+            RuntimeError: the checkpoint could not be loaded.
+        """
+        path, _ = self.module.load_checkpoint(
+            str(folder), tag=DEEPSPEED_TAG, load_module_strict=False
+        )
+        if path is None:
+            raise RuntimeError(f"no DeepSpeed checkpoint under {folder}")
+
+    def export(self, dest: Path, tokenizer: Any) -> None:
+        """Writes the trained adapter or model, gathering ZeRO-3 shards first (all workers)."""
+        from forgeline.trainer.modeling import save_trained
+
+        rank = world()[0]
+        model = self.module.module
+        if self.stage < 3:
+            if rank == 0:
+                save_trained(model, tokenizer, dest)
+            return
+        if self.cfg.tuner.adapter:
+            import deepspeed
+
+            trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+            with deepspeed.zero.GatheredParameters([p for _, p in trainable], modifier_rank=None):
+                state = {n: p.detach().cpu().clone() for n, p in trainable}
+        else:
+            state = self.module._zero3_consolidated_16bit_state_dict()
+        if rank == 0:
+            save_trained(model, tokenizer, dest, state_dict=state)
+
+    def close(self) -> None:
+        """Frees DeepSpeed's buffers."""
+        with contextlib.suppress(Exception):
+            self.module.destroy()
+
+
+def make_engine(model: torch.nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device):
+    """The engine for the configuration's strategy.
+
+    Raises:
+        ValueError: a strategy this build cannot run (FSDP on CPU workers).
+    """
+    if cfg.dist.strategy is Strategy.DEEPSPEED:
+        return DeepSpeedEngine(model, cfg, total_steps, device)
+    if cfg.dist.strategy is Strategy.FSDP:
+        raise ValueError("FSDP is not available on these workers; use DEEPSPEED ZeRO-3")
+    return TorchEngine(model, cfg, total_steps, device)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seeds Python, NumPy and torch for reproducible initialisation."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    yield
