@@ -50,6 +50,8 @@ class FakeEngine:
     adapters: list[str] = field(default_factory=list)
     running: dict[str, asyncio.Event] = field(default_factory=dict)
     aborted: list[str] = field(default_factory=list)
+    # Requests whose stream was closed before they finished (the consumer went away).
+    closed_early: list[str] = field(default_factory=list)
     stopped: bool = False
     dead: bool = False
 
@@ -81,6 +83,7 @@ class FakeEngine:
         abort = self.running[request_id] = asyncio.Event()
         texts = ["" for _ in range(sampling.n)]
         produced = 0
+        complete = False
         try:
             for step in range(budget):
                 if self.step:
@@ -95,6 +98,7 @@ class FakeEngine:
                         ),
                         usage=Usage(len(prompt), produced),
                     )
+                    complete = True
                     return
                 word = words[step % len(words)]
                 piece = word if step == 0 else f" {word}"
@@ -133,9 +137,12 @@ class FakeEngine:
                     usage=Usage(len(prompt), produced) if finished else None,
                 )
                 if finished:
+                    complete = True
                     return
         finally:
             self.running.pop(request_id, None)
+            if not complete:
+                self.closed_early.append(request_id)
 
     async def add_adapter(self, name: str, path: Path) -> FakeAdapter:
         """Records the adapter."""

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from forgeline.cli import models
+from forgeline.cli import models, serving
 from forgeline.client.refs import RefError
 from forgeline.common import errors
 from forgeline.common.settings import ENVIRONMENT, ServiceName, Settings
@@ -24,14 +24,12 @@ err_console = Console(stderr=True)
 
 app = typer.Typer(
     help="Forgeline: fine-tune, quantize, evaluate, version and serve LLMs.",
-    epilog=(
-        "Planned commands, arriving with their services: sft, pt, dpo, jobs, quantize, "
-        "eval, deploy, chat, generate."
-    ),
+    epilog="Planned commands, arriving with their services: sft, pt, dpo, jobs, quantize, eval.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 app.add_typer(models.app, name="models")
+serving.register(app)
 
 GRPC_SERVICES = [s for s in ServiceName if s is not ServiceName.GATEWAY]
 
@@ -50,8 +48,10 @@ def serve(
     settings = Settings.load(service, host=host, port=port, home=home)
     configure_logging(settings.log_level, settings.log_format)
     if service is ServiceName.GATEWAY:
-        err_console.print("the gateway arrives with the inference service; not available yet")
-        raise typer.Exit(2)
+        from forgeline.gateway.server import run_gateway
+
+        run_gateway(settings)
+        return
     module = importlib.import_module(f"forgeline.{service.value}.service")
 
     async def main() -> None:

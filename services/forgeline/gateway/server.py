@@ -1,0 +1,79 @@
+"""Runs the gateway app with uvicorn (uvloop and httptools when installed).
+
+`run_gateway(settings)` binds the socket itself, so that port 0 works and the bound port
+can be printed first thing (scripts and tests read it), then serves until SIGTERM/SIGINT
+and shuts down gracefully. TLS turns on with `FORGELINE_TLS_CERT` / `FORGELINE_TLS_KEY`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import socket
+
+from forgeline.common.settings import Settings
+from forgeline.gateway.app import GatewayConfig, create_app
+
+log = logging.getLogger(__name__)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on `host:port` (IPv6 when the host has a colon)."""
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _have(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def uvicorn_config(app, settings: Settings):
+    """The uvicorn configuration the gateway runs with."""
+    import uvicorn
+
+    kwargs = {}
+    if settings.tls.enabled:
+        kwargs.update(ssl_certfile=settings.tls.cert_file, ssl_keyfile=settings.tls.key_file)
+    return uvicorn.Config(
+        app,
+        loop="uvloop" if _have("uvloop") else "asyncio",
+        http="httptools" if _have("httptools") else "h11",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.grace_seconds),
+        **kwargs,
+    )
+
+
+def run_gateway(settings: Settings) -> None:
+    """Serves the gateway until SIGTERM or SIGINT.
+
+    Raises:
+        ValueError: the keys file is malformed.
+        OSError: the address cannot be bound.
+    """
+    import uvicorn
+
+    config = GatewayConfig.from_settings(settings)
+    sock = bind(settings.host, settings.port)
+    port = sock.getsockname()[1]
+    print(f"gateway listening on {settings.host}:{port}", flush=True)
+    log.info(
+        "gateway on %s:%d -> inference at %s (keys: %d, tls: %s)",
+        settings.host,
+        port,
+        config.inference_address,
+        len(config.keys.keys),
+        settings.tls.enabled,
+    )
+    if not config.keys.enabled:
+        log.warning("no API keys configured: the gateway is open to anyone who can reach it")
+    server = uvicorn.Server(uvicorn_config(create_app(config), settings))
+    server.run(sockets=[sock])
+    log.info("gateway stopped")

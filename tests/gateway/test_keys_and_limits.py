@@ -1,0 +1,130 @@
+"""API keys (hashed, constant-time, allow-lists) and token-bucket rate limits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from forgeline.gateway.keys import ApiKey, KeyStore, digest, new_key, parse_entry
+from forgeline.gateway.limits import RateLimited, RateLimiter, TokenBucket
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_keys_are_stored_as_digests_and_matched(tmp_path):
+    secret = new_key()
+    assert secret.startswith("fl-") and len(secret) > 40
+    path = tmp_path / "keys.json"
+    path.write_text(
+        json.dumps(
+            {
+                "keys": [
+                    {
+                        "name": "alice",
+                        "sha256": digest(secret).hex(),
+                        "models": ["smol"],
+                        "requests_per_minute": 10,
+                    },
+                    {"name": "ci", "key": "plain-key"},
+                ]
+            }
+        )
+    )
+    store = KeyStore.load(path, env_keys="env-one, env-two,")
+    assert store.enabled and len(store.keys) == 4
+    alice = store.authenticate(secret)
+    assert alice is not None and alice.name == "alice" and alice.requests_per_minute == 10
+    assert alice.allows("smol") and not alice.allows("other")
+    assert store.authenticate("plain-key").name == "ci"
+    assert store.authenticate("env-two").name == "env-1"
+    assert store.authenticate("wrong") is None
+    assert store.authenticate(secret[:-1]) is None
+    assert all(isinstance(k.sha256, bytes) and len(k.sha256) == 32 for k in store.keys)
+    assert "plain-key" not in repr(store.keys)
+    assert not KeyStore.load().enabled
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"sha256": "00" * 32}, "name"),
+        ({"name": "a"}, "exactly one of sha256"),
+        ({"name": "a", "sha256": "zz"}, "64 hex digits"),
+        ({"name": "a", "key": "k", "models": "smol"}, "models"),
+        ({"name": "a", "key": "k", "requests_per_minute": 0}, "requests_per_minute"),
+        ({"name": "a", "key": "k", "tokens": 5}, "unknown fields"),
+    ],
+)
+def test_malformed_entries_name_the_entry_and_field(entry, message):
+    with pytest.raises(ValueError, match=message) as err:
+        parse_entry(entry, "keys.json: keys[3]")
+    assert "keys[3]" in str(err.value)
+
+
+def test_malformed_files_name_the_file(tmp_path):
+    path = tmp_path / "keys.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=r"keys\.json"):
+        KeyStore.load(path)
+    path.write_text(json.dumps({"keys": [{"name": "a", "key": "x"}, {"name": "a", "key": "y"}]}))
+    with pytest.raises(ValueError, match="unique"):
+        KeyStore.load(path)
+
+
+def test_entry_round_trip():
+    key = ApiKey("bob", digest("k"), frozenset({"b", "a"}), 5, 100)
+    assert parse_entry(key.entry(), "x") == key
+
+
+def test_token_bucket_refills_continuously():
+    clock = Clock()
+    bucket = TokenBucket(capacity=2, per_second=1, clock=clock)
+    assert bucket.take() and bucket.take() and not bucket.take()
+    assert bucket.wait_time() == pytest.approx(1.0)
+    clock.now += 0.5
+    assert not bucket.take() and bucket.wait_time() == pytest.approx(0.5)
+    clock.now += 10
+    assert bucket.level == 2  # capped at capacity
+    bucket.charge(5)
+    assert bucket.level == -3 and bucket.wait_time() == pytest.approx(4.0)
+
+
+def test_requests_per_minute_limit_and_retry_after():
+    clock = Clock()
+    limiter = RateLimiter(clock)
+    key = ApiKey("k", digest("k"), requests_per_minute=2)
+    headers = limiter.admit(key)
+    assert headers["x-ratelimit-limit-requests"] == "2"
+    assert headers["x-ratelimit-remaining-requests"] == "1"
+    limiter.admit(key)
+    with pytest.raises(RateLimited) as err:
+        limiter.admit(key)
+    assert err.value.limit == "requests"
+    assert err.value.retry_after == pytest.approx(30.0)
+    assert err.value.headers["Retry-After"] == "30"
+    clock.now += 30
+    limiter.admit(key)
+
+
+def test_tokens_per_minute_are_charged_after_the_request():
+    clock = Clock()
+    limiter = RateLimiter(clock)
+    key = ApiKey("k", digest("k"), tokens_per_minute=60)
+    limiter.admit(key)
+    limiter.charge(key, 90)  # one large request goes into debt
+    with pytest.raises(RateLimited) as err:
+        limiter.admit(key)
+    assert err.value.limit == "tokens"
+    assert err.value.retry_after == pytest.approx(31.0)
+    clock.now += 31
+    limiter.admit(key)
+    unlimited = ApiKey("u", digest("u"))
+    for _ in range(100):
+        assert limiter.admit(unlimited) == {}
