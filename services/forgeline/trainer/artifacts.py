@@ -8,6 +8,7 @@ has moves no bytes. `Artifacts` is the interface the planner and runner use;
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -138,11 +139,22 @@ class RegistryArtifacts:
         return _info(self.client.get_version(ref))
 
     def pull(self, ref: str) -> Path:
-        """Pulls a version into the local cache (hard links when the blobs are local)."""
+        """Pulls a version into the local cache (hard links when the blobs are local).
+
+        Processes on one machine (the service, several workers) take turns through a file
+        lock, so none sees another's half-written folder.
+        """
         local = Path(self.where.local_blobs) if self.where.local_blobs else None
         if local is not None and not local.is_dir():
             local = None
-        return pull_version(self.client, ref, Path(self.where.cache), local_blobs=local)
+        cache = Path(self.where.cache)
+        cache.mkdir(parents=True, exist_ok=True)
+        with open(cache / ".pull.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return pull_version(self.client, ref, cache, local_blobs=local)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def register(self, registration: Registration) -> VersionInfo:
         """Uploads a folder as a new READY version, creating the model when needed."""

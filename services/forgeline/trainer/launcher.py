@@ -1,0 +1,420 @@
+"""Running recipes on Ray Train: workers, live events, checkpoints, resume and stop.
+
+The service joins the Ray cluster at `FORGELINE_RAY_ADDRESS`, or starts a local one. A job
+becomes one `TorchTrainer` run (DDP process group over gloo on CPU, NCCL on GPU) whose
+workers pull their inputs from the registry by reference, run the recipe, and persist
+checkpoints through Ray Train into the job's storage folder. Re-launching a job with the
+same storage folder restores its newest checkpoint (Ray Train's run snapshot), which is
+how a restarted service resumes a job.
+
+Live progress travels through a small `EventSink` actor that rank 0 writes to and the
+service drains. Stopping is cooperative first (workers see the request at the next step
+and raise), then forced: the task that drives the run is killed, which takes the
+controller and the workers with it, and the run's placement group is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from forgeline.common import errors
+from forgeline.trainer.artifacts import RegistryAddress, RegistryArtifacts
+from forgeline.trainer.config import Task, TrainConfig
+from forgeline.trainer.worker import Inputs, StopRequested
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 20.0
+# Environment every worker gets: DeepSpeed's CPU accelerator when there is no GPU, and
+# OpenMP threads that sleep instead of spinning when they wait (on shared CPU hosts a
+# spinning pool slows every other process, and itself, by an order of magnitude).
+WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@dataclass(frozen=True)
+class InputRefs:
+    """A job's inputs as registry references (or local paths when there is no registry)."""
+
+    base: str
+    dataset: str
+    reference: str = ""
+    eval_dataset: str = ""
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """One run of one job.
+
+    Attributes:
+        job_id: The job (names the run).
+        config: The resolved configuration.
+        inputs: What the workers train on.
+        registry: Where the workers pull inputs from; None means `inputs` are local paths.
+        storage: The job's checkpoint storage (shared by every node of the cluster).
+    """
+
+    job_id: str
+    config: TrainConfig
+    inputs: InputRefs
+    registry: RegistryAddress | None
+    storage: Path
+
+
+@dataclass
+class RunResult:
+    """What a finished run left: its newest checkpoint and the last reported metrics."""
+
+    checkpoint: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class TrainingFailed(errors.ForgelineError):
+    """The workers raised; the message carries the worker's error."""
+
+
+# -- the pieces that run inside Ray ----------------------------------------------------------
+
+
+class EventSink:
+    """Collects rank 0's events for the service and carries the stop request to workers."""
+
+    def __init__(self) -> None:
+        self._events: list[tuple] = []
+        self._stop = False
+        self._placement_group: Any = None
+
+    def put(self, event: tuple) -> None:
+        """Queues one event: ("progress", step, total, metrics) or ("log", message)."""
+        self._events.append(event)
+
+    def drain(self) -> list[tuple]:
+        """Returns and forgets the queued events."""
+        events, self._events = self._events, []
+        return events
+
+    def request_stop(self) -> None:
+        """Asks the workers to stop at their next step."""
+        self._stop = True
+
+    def stop_requested(self) -> bool:
+        """Whether a stop was requested."""
+        return self._stop
+
+    def set_placement_group(self, placement_group: Any) -> None:
+        """Remembers the run's placement group, to remove it after a forced stop."""
+        self._placement_group = placement_group
+
+    def placement_group(self) -> Any:
+        """The run's placement group, if a worker registered it."""
+        return self._placement_group
+
+
+class RayWorkerEnv:
+    """`WorkerEnv` inside a Ray Train worker."""
+
+    def __init__(self, sink: Any, inputs: Inputs, use_gpu: bool):
+        import ray.train
+
+        from forgeline.trainer.worker import default_device
+
+        context = ray.train.get_context()
+        self.rank = context.get_world_rank()
+        self.world_size = context.get_world_size()
+        self.device = default_device(use_gpu)
+        self.inputs = inputs
+        self._sink = sink
+        self._stop_checked = 0.0
+        self._stop = False
+
+    def report(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
+        """Sends rank 0's progress to the service."""
+        if self.rank == 0:
+            self._sink.put.remote(("progress", step, total_steps, dict(metrics)))
+
+    def log(self, message: str) -> None:
+        """Sends rank 0's log line to the service."""
+        if self.rank == 0:
+            self._sink.put.remote(("log", message))
+
+    def stop_requested(self) -> bool:
+        """Asks the sink, at most twice a second."""
+        import ray
+
+        now = time.monotonic()
+        if not self._stop and now - self._stop_checked > 0.5:
+            self._stop_checked = now
+            self._stop = ray.get(self._sink.stop_requested.remote())
+        return self._stop
+
+    def save_checkpoint(self, folder: Path, metrics: dict[str, float]) -> None:
+        """Persists every worker's part of a checkpoint into one Ray Train checkpoint."""
+        import ray.train
+
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(folder)))
+
+    @contextmanager
+    def restore_checkpoint(self) -> Iterator[Path | None]:
+        """The run's newest checkpoint (from an earlier attempt), as a local folder."""
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as folder:
+            yield Path(folder)
+
+
+def _materialize(refs: InputRefs, registry: RegistryAddress | None) -> Inputs:
+    if registry is None:
+        return Inputs(
+            base=Path(refs.base),
+            dataset=Path(refs.dataset),
+            reference=Path(refs.reference) if refs.reference else None,
+            eval_dataset=Path(refs.eval_dataset) if refs.eval_dataset else None,
+        )
+    artifacts = RegistryArtifacts(registry)
+    try:
+        return Inputs(
+            base=artifacts.pull(refs.base),
+            dataset=artifacts.pull(refs.dataset),
+            reference=artifacts.pull(refs.reference) if refs.reference else None,
+            eval_dataset=artifacts.pull(refs.eval_dataset) if refs.eval_dataset else None,
+        )
+    finally:
+        artifacts.close()
+
+
+def train_worker(payload: dict[str, Any]) -> None:
+    """The function every Ray Train worker runs: inputs, recipe, checkpoints."""
+    use_gpu = payload["config"].dist.use_gpu
+    if not use_gpu:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import ray
+    import ray.train
+
+    sink = payload["sink"]
+    cfg: TrainConfig = payload["config"]
+    if ray.train.get_context().get_world_rank() == 0:
+        from ray.util import get_current_placement_group
+
+        sink.set_placement_group.remote(get_current_placement_group())
+    env = RayWorkerEnv(sink, _materialize(payload["inputs"], payload["registry"]), use_gpu)
+    if cfg.task is Task.DPO:
+        from forgeline.trainer.recipes import dpo as recipe
+    else:
+        from forgeline.trainer.recipes import sft as recipe
+    recipe.run(cfg, env)
+
+
+def _fit(request: LaunchRequest, sink: Any) -> dict[str, Any]:
+    """Runs in a Ray task: builds the TorchTrainer, fits it, returns its result."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    d = request.config.dist
+    resources: dict[str, float] = {"CPU": d.cpus_per_worker or 1.0}
+    if d.gpus_per_worker:
+        resources["GPU"] = d.gpus_per_worker
+    if d.memory_bytes_per_worker:
+        resources["memory"] = float(d.memory_bytes_per_worker)
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={
+            "config": request.config,
+            "inputs": request.inputs,
+            "registry": request.registry,
+            "sink": sink,
+        },
+        torch_config=TorchConfig(backend="nccl" if d.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=d.num_workers,
+            use_gpu=d.use_gpu,
+            resources_per_worker=resources,
+            accelerator_type=d.accelerator_type or None,
+        ),
+        run_config=RunConfig(
+            name="run",
+            storage_path=str(request.storage),
+            failure_config=FailureConfig(max_failures=0),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=request.config.checkpoints.keep_last or None
+            ),
+        ),
+    )
+    result = trainer.fit()
+    checkpoint = result.checkpoint
+    return {
+        "checkpoint": checkpoint.path if checkpoint is not None else "",
+        "metrics": {
+            k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, int | float)
+        },
+    }
+
+
+# -- the service side ------------------------------------------------------------------------
+
+
+class RunHandle:
+    """A launched run: drain its events, wait for it, stop it."""
+
+    def __init__(self, ref: Any, sink: Any):
+        self._ref = ref
+        self._sink = sink
+        self.stop_requested = False
+
+    def done(self) -> bool:
+        """Whether the run ended (either way)."""
+        import ray
+
+        ready, _ = ray.wait([self._ref], timeout=0)
+        return bool(ready)
+
+    def events(self) -> list[tuple]:
+        """Events rank 0 reported since the last call."""
+        import ray
+
+        try:
+            return ray.get(self._sink.drain.remote(), timeout=30)
+        except Exception:  # the sink is gone once the run is torn down
+            return []
+
+    def result(self) -> RunResult:
+        """Waits for the run and returns its result.
+
+        Raises:
+            TrainingFailed: a worker raised (the message is the worker's error).
+        """
+        import ray
+
+        try:
+            out = ray.get(self._ref)
+        except Exception as exc:
+            raise TrainingFailed(_worker_error(exc)) from exc
+        if not out["checkpoint"]:
+            raise TrainingFailed("the run ended without a checkpoint")
+        return RunResult(Path(out["checkpoint"]), out["metrics"])
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stops the workers: at their next step, or killed after `grace` seconds."""
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        self.stop_requested = True
+        try:
+            self._sink.request_stop.remote()
+        except Exception:
+            log.debug("event sink already gone")
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not self.done():
+            time.sleep(0.2)
+        if not self.done():
+            log.warning("workers did not stop within %.0fs; killing the run", grace)
+            placement_group = None
+            try:
+                placement_group = ray.get(self._sink.placement_group.remote(), timeout=5)
+            except Exception:
+                log.debug("no placement group registered")
+            ray.cancel(self._ref, force=True)
+            if placement_group is not None:
+                try:
+                    remove_placement_group(placement_group)
+                except Exception:
+                    log.debug("placement group already removed")
+        ray.kill(self._sink)
+
+
+def _worker_error(exc: BaseException) -> str:
+    """The innermost, most useful message of a Ray Train failure."""
+    seen = exc
+    for _ in range(10):
+        cause = getattr(seen, "cause", None) or seen.__cause__
+        if cause is None:
+            break
+        seen = cause
+    if isinstance(seen, StopRequested) or "StopRequested" in str(exc):
+        return "stopped on request"
+    text = str(seen).strip().splitlines()
+    tail = [line for line in text if line.strip()]
+    return (tail[-1] if tail else type(seen).__name__)[:2000]
+
+
+class RayLauncher:
+    """Starts runs on a Ray cluster: the one at `address`, or a local one started lazily.
+
+    Args:
+        address: A Ray cluster address; empty starts (or reuses) a local Ray.
+        num_cpus: CPUs of a locally started Ray (default: all).
+    """
+
+    def __init__(self, address: str = "", num_cpus: int | None = None):
+        self.address = address
+        self.num_cpus = num_cpus
+        self._lock = threading.Lock()
+        self._started_here = False
+
+    def ensure_started(self) -> None:
+        """Connects to (or starts) Ray once; an already initialized Ray is reused."""
+        import ray
+
+        with self._lock:
+            if ray.is_initialized():
+                return
+            runtime_env = {"env_vars": dict(WORKER_ENV)}
+            if self.address:
+                log.info("joining the Ray cluster at %s", self.address)
+                ray.init(address=self.address, runtime_env=runtime_env, log_to_driver=False)
+            else:
+                log.info("starting a local Ray")
+                ray.init(
+                    num_cpus=self.num_cpus,
+                    include_dashboard=False,
+                    runtime_env=runtime_env,
+                    log_to_driver=False,
+                )
+                self._started_here = True
+
+    def resources(self) -> dict[str, float]:
+        """The cluster's total resources (CPU, GPU, memory, ...)."""
+        import ray
+
+        self.ensure_started()
+        return dict(ray.cluster_resources())
+
+    def launch(self, request: LaunchRequest) -> RunHandle:
+        """Starts a run and returns at once.
+
+        Workers get the CPUs the spec asks for, or an equal share of the cluster's.
+        """
+        import ray
+
+        self.ensure_started()
+        cfg = request.config
+        if not cfg.dist.cpus_per_worker:
+            cpus = self.resources().get("CPU", 1.0)
+            share = max(1.0, float(int(cpus // max(1, cfg.dist.num_workers))))
+            from dataclasses import replace
+
+            cfg = replace(cfg, dist=replace(cfg.dist, cpus_per_worker=share))
+            request = replace(request, config=cfg)
+        request.storage.mkdir(parents=True, exist_ok=True)
+        sink = ray.remote(num_cpus=0)(EventSink).remote()
+        fit = ray.remote(num_cpus=0, max_retries=0)(_fit)
+        return RunHandle(fit.remote(request, sink), sink)
+
+    def shutdown(self) -> None:
+        """Stops the local Ray this launcher started (a joined cluster is left alone)."""
+        import ray
+
+        with self._lock:
+            if self._started_here and ray.is_initialized():
+                ray.shutdown()
+                self._started_here = False

@@ -1,0 +1,277 @@
+"""The trainer's job runner: inputs from the registry, a run on Ray, the result registered.
+
+`TrainRunner.run` is what the job machinery calls for each attempt of a job. It pulls the
+inputs (so workers on this machine find them cached), launches the run, turns the
+workers' events into job progress, metrics and log lines, and on success registers the
+trained adapter (ADAPTER, parent = base) or model (MERGED) with its lineage, final
+metrics, the loss curve as CSV and PNG, and the training log. A cancelled job stops its
+workers and registers nothing; an interrupted one resumes from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from forgeline.common import errors
+from forgeline.common.jobs import JobContext, JobResult
+from forgeline.trainer.artifacts import Artifacts, Registration, RegistryAddress, VersionInfo
+from forgeline.trainer.config import TrainConfig
+from forgeline.trainer.launcher import InputRefs, LaunchRequest, RayLauncher, RunHandle, RunResult
+from forgeline.trainer.recipes.common import MODEL_DIR, TrainState
+from forgeline.v1 import common_pb2, registry_pb2, trainer_pb2
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+TRAINING_DIR = "training"
+LOG_FILE = "train.log"
+CURVE_COLUMNS = (
+    "step",
+    "loss",
+    "learning_rate",
+    "grad_norm",
+    "tokens_per_second",
+    "epoch",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+)
+
+
+class TrainRunner:
+    """Runs training jobs on Ray and registers their results.
+
+    Args:
+        artifacts: The registry (resolve, pull, register).
+        launcher: Starts runs on Ray.
+        registry: How workers reach the registry; None when they read local paths.
+    """
+
+    resumable = True
+
+    def __init__(
+        self, artifacts: Artifacts, launcher: RayLauncher, registry: RegistryAddress | None
+    ):
+        self.artifacts = artifacts
+        self.launcher = launcher
+        self.registry = registry
+
+    async def run(self, ctx: JobContext[trainer_pb2.TrainJobSpec]) -> JobResult:
+        """Trains, registers the result, and returns its reference and final metrics.
+
+        Raises:
+            FailedPrecondition: the service restarted and the job does not allow resuming.
+            TrainingFailed: a worker raised.
+        """
+        cfg = TrainConfig.from_pb(ctx.spec)
+        journal = _Journal(ctx)
+        if ctx.resume and not cfg.checkpoints.resume_enabled:
+            raise errors.FailedPrecondition(
+                "the service restarted while the job was running and "
+                "checkpointing.resume_enabled is false"
+            )
+        base = await asyncio.to_thread(self.artifacts.resolve, cfg.base_model)
+        dataset = await asyncio.to_thread(self.artifacts.resolve, cfg.dataset)
+        journal.log(
+            ("resuming from the newest checkpoint; " if ctx.resume else "")
+            + f"pulling {base.ref} and {dataset.ref}"
+        )
+        refs = [base.ref, dataset.ref, cfg.dpo.reference, cfg.eval_dataset]
+        for ref in filter(None, refs):
+            await asyncio.to_thread(self.artifacts.pull, ref)
+        request = LaunchRequest(
+            job_id=ctx.job_id,
+            config=cfg,
+            inputs=InputRefs(base.ref, dataset.ref, cfg.dpo.reference, cfg.eval_dataset),
+            registry=self.registry,
+            storage=ctx.work_dir / "ray",
+        )
+        handle = await asyncio.to_thread(self.launcher.launch, request)
+        try:
+            result = await self._follow(handle, journal)
+        except asyncio.CancelledError:
+            journal.log("stopping the workers")
+            await asyncio.shield(asyncio.to_thread(handle.stop))
+            raise
+        return await self._register(ctx, cfg, result, base, dataset, journal)
+
+    async def _follow(self, handle: RunHandle, journal: _Journal) -> RunResult:
+        while True:
+            done = await asyncio.to_thread(handle.done)
+            for event in await asyncio.to_thread(handle.events):
+                journal.event(event)
+            if done:
+                return await asyncio.to_thread(handle.result)
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _register(
+        self,
+        ctx: JobContext,
+        cfg: TrainConfig,
+        result: RunResult,
+        base: VersionInfo,
+        dataset: VersionInfo,
+        journal: _Journal,
+    ) -> JobResult:
+        state = TrainState.read(result.checkpoint)
+        final = {
+            k: v for k, v in (state.history[-1] if state.history else {}).items() if k != "step"
+        }
+        metrics = {
+            **final,
+            "train_steps": float(state.step),
+            "train_tokens": float(state.tokens),
+            "train_seconds": journal.elapsed(),
+        }
+        if "peak_rss_bytes" in result.metrics:
+            metrics["peak_rss_bytes"] = result.metrics["peak_rss_bytes"]
+        journal.log(f"registering the result as the next version of {cfg.output_name}")
+        folder = _stage_output(ctx.work_dir, result.checkpoint, state, journal)
+        registration = Registration(
+            folder=folder,
+            model=cfg.output_name,
+            kind=registry_pb2.VERSION_KIND_ADAPTER
+            if cfg.tuner.adapter
+            else registry_pb2.VERSION_KIND_MERGED,
+            parents=(base.ref,),
+            job_id=ctx.job_id,
+            dataset_digest=dataset.digest,
+            spec_json=json_format.MessageToJson(ctx.spec, indent=None, sort_keys=True),
+            metrics=metrics,
+            metadata={
+                "task": cfg.task.value,
+                "tuner": cfg.tuner.value,
+                "base_model": base.ref,
+                "dataset": dataset.ref,
+                "strategy": cfg.dist.strategy.value,
+                "workers": str(cfg.dist.num_workers),
+                "format": "peft" if cfg.tuner.adapter else "transformers",
+            },
+            description=f"{cfg.task.name} {cfg.tuner.name} of {base.ref} on {dataset.ref}",
+        )
+        push = asyncio.ensure_future(asyncio.to_thread(self.artifacts.register, registration))
+        try:
+            version = await asyncio.shield(push)
+        except asyncio.CancelledError:
+            # Cancelled mid-upload: let the upload end, then retire what it produced.
+            version = await push
+            await asyncio.to_thread(_archive, self.artifacts, version)
+            raise
+        return JobResult(outputs=[version.ref], metrics=metrics)
+
+
+class _Journal:
+    """Turns worker events into job events and keeps the training log on disk."""
+
+    def __init__(self, ctx: JobContext):
+        self.ctx = ctx
+        self.path = ctx.work_dir / LOG_FILE
+        self.started = time.monotonic()
+        self._first: tuple[float, int] | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def log(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(f"{stamp} {message}\n")
+        self.ctx.log(message)
+
+    def event(self, event: tuple) -> None:
+        if event[0] == "log":
+            self.log(event[1])
+            return
+        _, step, total, metrics = event
+        now = time.monotonic()
+        if self._first is None:
+            self._first = (now, step)
+        t0, s0 = self._first
+        rate = (step - s0) / (now - t0) if step > s0 and now > t0 else 0.0
+        eta = (total - step) / rate if rate > 0 else 0.0
+        self.ctx.metrics(metrics, step)
+        self.ctx.progress(step / total if total else 0.0, step, total, eta)
+        shown = ", ".join(
+            f"{k} {v:.4g}" for k, v in metrics.items() if k in ("loss", "rewards/margins")
+        )
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(f"step {step}/{total}: {shown}\n")
+
+
+def _stage_output(work_dir: Path, checkpoint: Path, state: TrainState, journal: _Journal) -> Path:
+    """The version's folder: the model files plus `training/` (curve CSV and PNG, log)."""
+    out = work_dir / "output"
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(checkpoint / MODEL_DIR, out, copy_function=_link_or_copy)
+    training = out / TRAINING_DIR
+    training.mkdir()
+    write_curve(state.history, training / "loss_curve.csv", training / "loss_curve.png")
+    shutil.copyfile(journal.path, training / LOG_FILE)
+    return out
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def write_curve(history: list[dict[str, float]], csv_path: Path, png_path: Path) -> None:
+    """Writes the per-step metrics as CSV and plots the loss (and DPO margin) as PNG."""
+    columns = [c for c in CURVE_COLUMNS if any(c in row for row in history)]
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for row in history:
+            writer.writerow([row.get(c, "") for c in columns])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [row["step"] for row in history]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot(steps, [row.get("loss", float("nan")) for row in history], label="loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    if any("rewards/margins" in row for row in history):
+        twin = ax.twinx()
+        twin.plot(
+            steps,
+            [row.get("rewards/margins", float("nan")) for row in history],
+            color="tab:orange",
+            label="reward margin",
+        )
+        twin.set_ylabel("reward margin")
+        twin.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    ax.set_title("training loss")
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+
+
+def _archive(artifacts: Artifacts, version: VersionInfo) -> None:
+    client = getattr(artifacts, "client", None)
+    if client is None:
+        return
+    try:
+        client.call(
+            "ArchiveVersion",
+            registry_pb2.ArchiveVersionRequest(
+                ref=common_pb2.ModelRef(name=version.model, version=version.number)
+            ),
+        )
+    except errors.ForgelineError:
+        log.warning("could not archive %s after the job was cancelled", version.ref)
