@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from forgeline.cli import models, serving
+from forgeline.cli import models, serving, training
 from forgeline.client.refs import RefError
 from forgeline.common import errors
 from forgeline.common.settings import ENVIRONMENT, ServiceName, Settings
@@ -24,12 +24,13 @@ err_console = Console(stderr=True)
 
 app = typer.Typer(
     help="Forgeline: fine-tune, quantize, evaluate, version and serve LLMs.",
-    epilog="Planned commands, arriving with their services: sft, pt, dpo, jobs, quantize, eval.",
+    epilog="Planned commands, arriving with their services: quantize, eval.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 app.add_typer(models.app, name="models")
 serving.register(app)
+training.register(app)
 
 GRPC_SERVICES = [s for s in ServiceName if s is not ServiceName.GATEWAY]
 
