@@ -1,0 +1,38 @@
+"""Trainer fixtures: one local Ray for the session, and a registry holding the bundled model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Before torch loads: idle OpenMP threads of in-process training sleep instead of spinning,
+# which on a shared 2-core machine is the difference between seconds and minutes.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest
+
+from forgeline.trainer.launcher import WORKER_ENV
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A small local Ray (2 CPUs, no dashboard), shared by every test that trains on Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": dict(WORKER_ENV)},
+        )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def tiny_facts(tmp_path: Path) -> Path:
+    """The invented-facts SFT dataset as a JSONL file."""
+    from tests.trainer.datasets import facts_rows, write_jsonl
+
+    return write_jsonl(tmp_path / "facts.jsonl", facts_rows())
