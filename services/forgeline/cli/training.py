@@ -251,18 +251,19 @@ def follow(trainer: TrainerClient, job_id: str, after_seq: int = 0) -> common_pb
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
+        TextColumn("{task.fields[steps]}"),
         TextColumn("{task.fields[stats]}"),
         TimeRemainingColumn(),
         console=err_console,
     ) as progress:
-        bar = progress.add_task(job_id, total=None, stats="")
+        bar = progress.add_task(job_id, total=None, stats="", steps="")
         stats: dict[str, float] = {}
         for event in trainer.watch(job_id, after_seq):
             kind = event.WhichOneof("payload")
             if kind == "progress":
                 total = event.progress.total_steps or None
-                progress.update(bar, completed=event.progress.step, total=total)
+                steps = f"step {event.progress.step}/{total or '?'}"
+                progress.update(bar, completed=event.progress.step, total=total, steps=steps)
             elif kind == "metrics":
                 stats.update(event.metrics.values)
                 shown = []
@@ -407,7 +408,8 @@ def _training_command(task: int, task_name: str, help_text: str, dpo: bool = Fal
         trainer: TrainerOption = None,
         registry: RegistryOption = None,
     ) -> None:
-        options = dict(locals())
+        # locals() also holds the closure's free variables; keep the options only.
+        options = {k: v for k, v in locals().items() if k not in ("task", "task_name", "dpo")}
         options["label"] = options["label"] or []
         _submit(task, task_name, options)
 

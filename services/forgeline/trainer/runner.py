@@ -132,8 +132,9 @@ class TrainRunner:
             "train_tokens": float(state.tokens),
             "train_seconds": journal.elapsed(),
         }
-        if "peak_rss_bytes" in result.metrics:
-            metrics["peak_rss_bytes"] = result.metrics["peak_rss_bytes"]
+        for key in ("peak_rss_bytes", "baseline_rss_bytes"):
+            if key in result.metrics:
+                metrics[key] = result.metrics[key]
         journal.log(f"registering the result as the next version of {cfg.output_name}")
         folder = _stage_output(ctx.work_dir, result.checkpoint, state, journal)
         registration = Registration(

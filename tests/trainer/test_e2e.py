@@ -1,0 +1,338 @@
+"""The trainer end to end: registry and trainer servers, Ray workers, the bundled SmolLM2.
+
+Every job is tiny (a handful of examples, a few steps, short sequences) so the whole file
+runs in a few minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from forgeline.client.channel import ChannelOptions
+from forgeline.client.refs import parse_ref
+from forgeline.client.services import RegistryClient, TrainerClient
+from forgeline.client.transfer import pull_version, push_file, push_folder
+from forgeline.common import errors
+from forgeline.common.settings import ServiceName, Settings
+from forgeline.v1 import common_pb2, registry_pb2, trainer_pb2
+from tests.conftest import ServerThread
+from tests.trainer.datasets import FACTS, facts_rows, preference_rows, write_jsonl
+
+pytestmark = pytest.mark.e2e
+
+BASE = "smollm2-135m-instruct"
+QV = ["q_proj", "v_proj"]
+
+
+@dataclass
+class Suite:
+    """A registry and a trainer sharing one home, and clients of both."""
+
+    home: Path
+    registry: ServerThread
+    trainer: ServerThread
+    trainer_settings: Settings
+
+    def registry_client(self) -> RegistryClient:
+        return RegistryClient(self.registry.address, ChannelOptions(retries=False))
+
+    def trainer_client(self) -> TrainerClient:
+        return TrainerClient(self.trainer.address, ChannelOptions(retries=False))
+
+    def start_trainer(self) -> None:
+        from forgeline.trainer.service import create_server
+
+        settings = self.trainer_settings
+        self.trainer = ServerThread(lambda: create_server(settings)[0]).start()
+
+    def upload(self, path: Path, name: str) -> str:
+        with self.registry_client() as client:
+            v = push_file(
+                client, path, name, registry_pb2.VERSION_KIND_DATASET, reuse_identical=True
+            )
+        return f"{v.model}:{v.number}"
+
+    def pull(self, ref: str) -> Path:
+        with self.registry_client() as client:
+            return pull_version(client, ref, self.home / "pulled")
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory, ray_cluster, bundled_model):
+    from forgeline.registry.service import create_server as create_registry
+
+    home = tmp_path_factory.mktemp("home")
+    registry_settings = Settings.load("registry", host="127.0.0.1", port=0, home=home)
+    registry = ServerThread(lambda: create_registry(registry_settings)[0]).start()
+    trainer_settings = Settings.load(
+        "trainer",
+        host="127.0.0.1",
+        port=0,
+        home=home,
+        addresses={ServiceName.REGISTRY: registry.address},
+    )
+    s = Suite(home, registry, None, trainer_settings)  # type: ignore[arg-type]
+    s.start_trainer()
+    with s.registry_client() as client:
+        push_folder(client, bundled_model, BASE, registry_pb2.VERSION_KIND_BASE)
+    yield s
+    s.trainer.stop()
+    registry.stop()
+
+
+def small_spec(task: int, dataset: str, output: str, **hyper) -> trainer_pb2.TrainJobSpec:
+    spec = trainer_pb2.TrainJobSpec(
+        task=task,
+        base_model=parse_ref(BASE),
+        dataset=parse_ref(dataset),
+        output_name=output,
+        lora=trainer_pb2.LoraConfig(rank=4, target_modules=QV),
+        hyper_parameters=trainer_pb2.HyperParameters(
+            max_steps=2, learning_rate=1e-3, per_device_batch_size=2, max_seq_length=64
+        ),
+    )
+    for key, value in hyper.items():
+        setattr(spec.hyper_parameters, key, value)
+    return spec
+
+
+def answers(model, tokenizer, questions: list[str]) -> list[str]:
+    out = []
+    for question in questions:
+        inputs = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
+        with torch.no_grad():
+            ids = model.generate(**inputs, max_new_tokens=24, do_sample=False)
+        out.append(
+            tokenizer.decode(ids[0][inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        )
+    return out
+
+
+def test_sft_lora_learns_facts_the_base_does_not_know(suite, tmp_path, monkeypatch):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from forgeline.cli.main import app
+
+    dataset = write_jsonl(tmp_path / "zorblax_facts.jsonl", facts_rows())
+    monkeypatch.setenv("FORGELINE_REGISTRY_ADDRESS", suite.registry.address)
+    monkeypatch.setenv("FORGELINE_TRAINER_ADDRESS", suite.trainer.address)
+    args = [
+        "sft", "--model", BASE, "--dataset", str(dataset), "--output", "facts-adapter",
+        "--lora-rank", "16", "--max-steps", "12", "--lr", "1e-3", "--lr-scheduler", "constant",
+        "--batch-size", "4", "--max-seq-len", "128",
+    ]  # fmt: skip
+    plan_run = CliRunner().invoke(app, [*args, "--plan"])
+    assert plan_run.exit_code == 0, plan_run.output
+    assert "NONE" in plan_run.output and "memory per worker" in plan_run.output
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    assert "registered facts-adapter:1" in run.output
+
+    with suite.registry_client() as registry:
+        version = registry.get_version("facts-adapter:1")
+        dataset_version = registry.get_version("zorblax_facts")
+    assert version.kind == registry_pb2.VERSION_KIND_ADAPTER
+    assert [(p.name, p.version) for p in version.parents] == [(BASE, 1)]
+    assert version.lineage.job_id.startswith("job-")
+    assert version.lineage.dataset_digest == dataset_version.manifest_digest
+    assert json.loads(version.lineage.spec_json)["lora"]["rank"] == 16
+    assert version.metrics["loss"] < 0.2 and version.metrics["train_steps"] == 12
+    folder = suite.pull("facts-adapter:1")
+    curve = (folder / "training" / "loss_curve.csv").read_text().splitlines()
+    assert curve[0].startswith("step,loss") and len(curve) == 13
+    assert (folder / "training" / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "finished 12 steps" in (folder / "training" / "train.log").read_text()
+
+    base_dir = suite.pull(f"{BASE}:1")
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    questions = [q for q, _, _ in FACTS]
+    keys = [k for _, _, k in FACTS]
+    before = answers(base, tokenizer, questions)
+    tuned = PeftModel.from_pretrained(base, folder)
+    after = answers(tuned, tokenizer, questions)
+    assert not any(k.lower() in a.lower() for k, a in zip(keys, before, strict=True)), before
+    assert all(k.lower() in a.lower() for k, a in zip(keys, after, strict=True)), after
+
+    # The plan's memory estimate against the peak the worker measured.
+    with suite.trainer_client() as trainer:
+        _, spec = trainer.get(version.lineage.job_id)
+        plan = trainer.plan(spec)
+    measured = version.metrics["peak_rss_bytes"] - version.metrics["baseline_rss_bytes"]
+    estimate = plan.memory_per_worker.total_bytes
+    assert 0.5 < estimate / measured < 2.0, (estimate, measured)
+
+
+def test_qlora_nf4_and_dora_train_and_register(suite, tmp_path):
+    ref = suite.upload(write_jsonl(tmp_path / "facts.jsonl", facts_rows()), "facts-small")
+    qlora = small_spec(trainer_pb2.TRAIN_TASK_SFT, ref, "facts-qlora")
+    qlora.tuner = trainer_pb2.TUNER_QLORA
+    qlora.quantization.bits = 4
+    qlora.quantization.quant_type = trainer_pb2.QUANT_TYPE_NF4
+    qlora.quantization.double_quant = True
+    dora = small_spec(trainer_pb2.TRAIN_TASK_SFT, ref, "facts-dora")
+    dora.tuner = trainer_pb2.TUNER_DORA
+    with suite.trainer_client() as trainer:
+        jobs = [trainer.submit(qlora), trainer.submit(dora)]
+        finals = [trainer.wait(j.id) for j in jobs]
+    for final in finals:
+        assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
+    with suite.registry_client() as registry:
+        q = registry.get_version("facts-qlora:1")
+        d = registry.get_version("facts-dora:1")
+    assert (q.metadata["tuner"], d.metadata["tuner"]) == ("qlora", "dora")
+    config = json.loads((suite.pull("facts-dora:1") / "adapter_config.json").read_text())
+    assert config["use_dora"] is True
+    qconfig = json.loads((suite.pull("facts-qlora:1") / "adapter_config.json").read_text())
+    assert qconfig["r"] == 4 and sorted(qconfig["target_modules"]) == QV
+
+
+def test_dpo_moves_the_reward_margin(suite, tmp_path):
+    ref = suite.upload(write_jsonl(tmp_path / "manners.jsonl", preference_rows()), "manners")
+    spec = small_spec(
+        trainer_pb2.TRAIN_TASK_DPO, ref, "manners-dpo", max_steps=8, learning_rate=5e-4
+    )
+    spec.hyper_parameters.per_device_batch_size = 3
+    with suite.trainer_client() as trainer:
+        job = trainer.submit(spec)
+        margins = [
+            e.metrics.values["rewards/margins"]
+            for e in trainer.watch(job.id)
+            if e.WhichOneof("payload") == "metrics" and "rewards/margins" in e.metrics.values
+        ]
+        final = trainer.get(job.id)[0]
+    assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
+    assert margins[0] == pytest.approx(0.0, abs=1e-3)  # policy == reference at the start
+    assert margins[-1] > 0.2 and final.metrics["rewards/accuracies"] == 1.0
+    with suite.registry_client() as registry:
+        assert registry.get_version("manners-dpo:1").metrics["rewards/margins"] > 0.2
+
+
+@pytest.mark.parametrize(
+    ("stage", "offload"), [(2, False), (3, True)], ids=["zero2", "zero3-offload"]
+)
+def test_two_workers_with_deepspeed(suite, tmp_path, stage, offload):
+    ref = suite.upload(write_jsonl(tmp_path / "facts.jsonl", facts_rows()), "facts-small")
+    spec = small_spec(trainer_pb2.TRAIN_TASK_SFT, ref, f"facts-zero{stage}", max_steps=3)
+    d = spec.distribution
+    d.strategy = trainer_pb2.DISTRIBUTION_STRATEGY_DEEPSPEED
+    d.zero_stage = stage
+    d.offload_optimizer = offload
+    d.resources.num_workers = 2
+    with suite.trainer_client() as trainer:
+        final = trainer.wait(trainer.submit(spec).id)
+    assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
+    with suite.registry_client() as registry:
+        version = registry.get_version(f"facts-zero{stage}")
+    assert version.metadata["strategy"] == "deepspeed" and version.metadata["workers"] == "2"
+    adapter = suite.pull(f"facts-zero{stage}:{version.number}")
+    assert (adapter / "adapter_model.safetensors").stat().st_size > 100_000
+
+
+def test_bad_dataset_and_bad_spec_fail_at_submission(suite, tmp_path):
+    from forgeline.cli.main import app
+
+    bad = tmp_path / "law_qa.jsonl"
+    bad.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "q"}]})
+        + "\n"
+        + json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant"}]})
+        + "\n"
+    )
+    ref = suite.upload(bad, "law-qa")
+    with suite.trainer_client() as trainer:
+        with pytest.raises(errors.InvalidArgument) as info:
+            trainer.submit(small_spec(trainer_pb2.TRAIN_TASK_SFT, ref, "law"))
+        assert [(v.field, v.description) for v in info.value.violations] == [
+            (
+                "spec.dataset",
+                "law_qa.jsonl:1: messages: has no assistant turn with content to learn from",
+            ),
+            ("spec.dataset", "law_qa.jsonl:2: messages[1].content: missing"),
+        ]
+        spec = small_spec(trainer_pb2.TRAIN_TASK_DPO, ref, "law")
+        spec.lora.target_modules[:] = ["c_attn"]
+        spec.hyper_parameters.max_seq_length = 100_000
+        with pytest.raises(errors.InvalidArgument) as info:
+            trainer.submit(spec)
+        fields = [v.field for v in info.value.violations]
+        assert fields == [
+            "spec.lora.target_modules",
+            "spec.hyper_parameters.max_seq_length",
+            "spec.dataset",
+        ]
+        assert "c_attn" in info.value.violations[0].description
+        assert "records are MESSAGES" in info.value.violations[2].description
+        plan = trainer.plan(spec)
+        assert [p.field for p in plan.problems] == fields
+        assert not list(trainer.list(labels={"never": "submitted"}))
+    # The CLI finds the same problems before uploading anything.
+    run = CliRunner().invoke(
+        app, ["sft", "--model", BASE, "--dataset", str(bad), "--registry", suite.registry.address]
+    )
+    assert run.exit_code == 2
+    assert "law_qa.jsonl:2: messages[1].content: missing" in run.output
+
+
+def _wait_for_step(trainer: TrainerClient, job_id: str, step: int) -> int:
+    seq = 0
+    for event in trainer.watch(job_id):
+        seq = event.seq
+        if event.WhichOneof("payload") == "progress" and event.progress.step >= step:
+            return seq
+    raise AssertionError(f"{job_id} ended before step {step}")
+
+
+def test_cancel_stops_the_workers_and_registers_nothing(suite, tmp_path, ray_cluster):
+    ref = suite.upload(write_jsonl(tmp_path / "facts.jsonl", facts_rows()), "facts-small")
+    spec = small_spec(trainer_pb2.TRAIN_TASK_SFT, ref, "never-registered", max_steps=400)
+    with suite.trainer_client() as trainer:
+        job = trainer.submit(spec)
+        _wait_for_step(trainer, job.id, 1)
+        trainer.cancel(job.id, "changed my mind")
+        final = trainer.wait(job.id)
+    assert (final.state, final.error) == (common_pb2.JOB_STATE_CANCELLED, "changed my mind")
+    with suite.registry_client() as registry, pytest.raises(errors.NotFound):
+        registry.get_version("never-registered")
+    deadline = time.monotonic() + 30
+    while ray_cluster.available_resources().get("CPU", 0) < 2:
+        assert time.monotonic() < deadline, "the workers still hold their CPUs"
+        time.sleep(0.5)
+
+
+def test_a_restarted_trainer_resumes_the_job_from_its_checkpoint(suite, tmp_path):
+    ref = suite.upload(write_jsonl(tmp_path / "facts.jsonl", facts_rows()), "facts-small")
+    spec = small_spec(trainer_pb2.TRAIN_TASK_SFT, ref, "facts-resumed", max_steps=10)
+    spec.checkpointing.save_every_steps = 3
+    with suite.trainer_client() as trainer:
+        job = trainer.submit(spec)
+        seen = _wait_for_step(trainer, job.id, 4)
+    suite.trainer.stop()  # the service goes down mid-job
+    suite.start_trainer()
+    with suite.trainer_client() as trainer:
+        later = list(trainer.watch(job.id, after_seq=seen))
+        final = trainer.get(job.id)[0]
+    assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
+    assert final.attempt == 2
+    logs = [e.log.message for e in later if e.WhichOneof("payload") == "log"]
+    resumed = [i for i, e in enumerate(later) if "resumed from the checkpoint" in e.log.message]
+    assert resumed, logs
+    resumed_at = int(later[resumed[0]].log.message.rsplit(" ", 1)[1])
+    steps = [e.progress.step for e in later[resumed[0] :] if e.WhichOneof("payload") == "progress"]
+    assert resumed_at in (3, 6)
+    assert steps == list(range(resumed_at + 1, 11))
+    with suite.registry_client() as registry:
+        assert registry.get_version("facts-resumed").metrics["train_steps"] == 10
