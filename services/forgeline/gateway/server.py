@@ -7,14 +7,21 @@ and shuts down gracefully. TLS turns on with `FORGELINE_TLS_CERT` / `FORGELINE_T
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import signal
 import socket
+import threading
+from collections.abc import Iterator
+from types import FrameType
 
 from forgeline.common.settings import Settings
 from forgeline.gateway.app import GatewayConfig, create_app
 
 log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -27,6 +34,37 @@ def bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def _server_class():
+    import uvicorn
+
+    class GatewayServer(uvicorn.Server):
+        """uvicorn's server, except that a SIGTERM/SIGINT shutdown exits with status 0.
+
+        uvicorn re-raises the signal after its graceful shutdown, so the process would die
+        of it; every Forgeline service instead exits 0 after a graceful stop.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+        def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+            log.info("shutting down gateway (signal %d)", sig)
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+
+    return GatewayServer
 
 
 def _have(module: str) -> bool:
@@ -58,8 +96,6 @@ def run_gateway(settings: Settings) -> None:
         ValueError: the keys file is malformed.
         OSError: the address cannot be bound.
     """
-    import uvicorn
-
     config = GatewayConfig.from_settings(settings)
     sock = bind(settings.host, settings.port)
     port = sock.getsockname()[1]
@@ -74,6 +110,6 @@ def run_gateway(settings: Settings) -> None:
     )
     if not config.keys.enabled:
         log.warning("no API keys configured: the gateway is open to anyone who can reach it")
-    server = uvicorn.Server(uvicorn_config(create_app(config), settings))
+    server = _server_class()(uvicorn_config(create_app(config), settings))
     server.run(sockets=[sock])
     log.info("gateway stopped")

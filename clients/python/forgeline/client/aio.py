@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
+
 from forgeline.client.channel import RETRY_SERVICE_CONFIG, ChannelOptions
 from forgeline.client.errors import raise_for_rpc_error
 from forgeline.v1 import inference_pb2, inference_pb2_grpc
