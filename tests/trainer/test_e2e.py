@@ -203,7 +203,7 @@ def test_qlora_nf4_and_dora_train_and_register(suite, tmp_path):
 def test_dpo_moves_the_reward_margin(suite, tmp_path):
     ref = suite.upload(write_jsonl(tmp_path / "manners.jsonl", preference_rows()), "manners")
     spec = small_spec(
-        trainer_pb2.TRAIN_TASK_DPO, ref, "manners-dpo", max_steps=8, learning_rate=5e-4
+        trainer_pb2.TRAIN_TASK_DPO, ref, "manners-dpo", max_steps=5, learning_rate=5e-4
     )
     spec.hyper_parameters.per_device_batch_size = 3
     with suite.trainer_client() as trainer:

@@ -56,6 +56,7 @@ class JobContext(Generic[SpecT]):
         self.spec = spec
         self.work_dir = work_dir
         self.cancel_requested = False
+        self.cancel_reason = ""
 
     @property
     def resume(self) -> bool:
@@ -223,6 +224,7 @@ class JobManager(Generic[SpecT]):
         task = self._running.get(job_id)
         if task is not None:
             self._contexts[job_id].cancel_requested = True
+            self._contexts[job_id].cancel_reason = reason
             task.cancel()
         else:
             self._record(job_id, _state_event(common_pb2.JOB_STATE_CANCELLED, reason))
@@ -322,9 +324,8 @@ class JobManager(Generic[SpecT]):
             result = await self.runner.run(ctx)
         except asyncio.CancelledError:
             if ctx.cancel_requested:
-                self._record(
-                    job_id, _state_event(common_pb2.JOB_STATE_CANCELLED, "cancelled by request")
-                )
+                reason = ctx.cancel_reason or "cancelled by request"
+                self._record(job_id, _state_event(common_pb2.JOB_STATE_CANCELLED, reason))
                 shutil.rmtree(work_dir, ignore_errors=True)
                 return
             raise  # service shutdown: leave it RUNNING so the next start resumes or fails it
