@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from forgeline.cli import models, serving, training
+from forgeline.cli import demo, models, serving, training
 from forgeline.client.refs import RefError
 from forgeline.common import errors
 from forgeline.common.settings import ENVIRONMENT, ServiceName, Settings
@@ -31,6 +31,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 serving.register(app)
 training.register(app)
+demo.register(app)
 
 GRPC_SERVICES = [s for s in ServiceName if s is not ServiceName.GATEWAY]
 
