@@ -244,3 +244,19 @@ def test_sse_wire_format(base_url):
     events = [e for e in response.text.split("\n\n") if e]
     assert events[-1] == "data: [DONE]"
     assert all(e.startswith("data: {") for e in events[:-1])
+
+
+def test_batched_prompts_are_numbered_like_openai(base_url):
+    done = client(base_url).completions.create(
+        model="base", prompt=["a b", "c"], n=2, max_tokens=2, temperature=1.0
+    )
+    assert [c.index for c in done.choices] == [0, 1, 2, 3]
+    assert {c.text for c in done.choices} == {" ".join(BASE_WORDS[:2])}
+    assert done.usage.prompt_tokens == 3  # each prompt counted once, whatever n
+    assert done.usage.completion_tokens == 8
+    streamed = list(
+        client(base_url).completions.create(
+            model="base", prompt=["a b", "c"], max_tokens=2, stream=True
+        )
+    )
+    assert {e.choices[0].index for e in streamed} == {0, 1}

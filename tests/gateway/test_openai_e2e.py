@@ -55,9 +55,16 @@ class Stack:
     def grpc(self) -> InferenceClient:
         return InferenceClient(f"127.0.0.1:{self.inference.port}", ChannelOptions(token=TOKEN))
 
-    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, timeout: float = 600, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [*FORGELINE, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+            [*FORGELINE, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
         )
 
 
@@ -247,6 +254,21 @@ def test_cli_generate_streams_the_same_answer(stack):
     assert (
         result.stdout.strip() == grpc_greedy(stack, SERVED, 24, messages=chat_messages())[0].strip()
     )
+
+
+def test_cli_chat_answers_each_line(stack):
+    result = stack.cli(
+        "chat",
+        SERVED,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "24",
+        input=f"{QUESTION}\n/exit\n",
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
 
 
 def test_a_dropped_http_stream_aborts_in_the_engine(stack):

@@ -74,7 +74,8 @@ class GatewayConfig:
     """
 
     inference_address: str
-    channel: ChannelOptions = field(default_factory=ChannelOptions)
+    # The OpenAI SDKs retry 503s themselves; retrying here too would multiply waits.
+    channel: ChannelOptions = field(default_factory=lambda: ChannelOptions(retries=False))
     keys: KeyStore = field(default_factory=KeyStore)
     max_body_bytes: int = 2 * 1024 * 1024
 
@@ -87,7 +88,6 @@ class GatewayConfig:
         """
         return cls(
             inference_address=settings.addresses[ServiceName.INFERENCE],
-            # The OpenAI SDKs retry 503s themselves; retrying here too would multiply waits.
             channel=ChannelOptions(
                 token=settings.token,
                 tls=bool(settings.tls.ca_file),
@@ -256,24 +256,32 @@ class Gateway:
 
     # ------------------------------------------------------------------ generation
 
-    async def open_stream(
-        self, request: inference_pb2.GenerateRequest, request_id: str
-    ) -> tuple[grpc.aio.UnaryStreamCall, inference_pb2.GenerateResponse | None]:
-        """Starts a Generate call and waits for its first message.
+    async def open_streams(
+        self, requests: Sequence[inference_pb2.GenerateRequest], request_id: str
+    ) -> list[tuple[grpc.aio.UnaryStreamCall, inference_pb2.GenerateResponse | None]]:
+        """Starts one Generate call per request and waits for each one's first message.
 
         Raises:
-            ApiError: the inference service refused the request (mapped to HTTP).
+            ApiError: the inference service refused a request (mapped to HTTP); every
+                call is cancelled then.
         """
-        call = self.client.generate_call(request, metadata=((REQUEST_ID_HEADER, request_id),))
+        metadata = ((REQUEST_ID_HEADER, request_id),)
+        calls = [self.client.generate_call(r, metadata=metadata) for r in requests]
         try:
-            first = await call.read()
+            firsts = await asyncio.gather(*(call.read() for call in calls))
         except grpc.aio.AioRpcError as err:
-            raise self.rpc_error(err, request.model) from None
+            for call in calls:
+                call.cancel()
+            raise self.rpc_error(err, requests[0].model) from None
         except BaseException:
-            call.cancel()
+            for call in calls:
+                call.cancel()
             raise
-        self._known_models.add(request.model)
-        return call, None if first is grpc.aio.EOF else first
+        self._known_models.add(requests[0].model)
+        return [
+            (call, None if first is grpc.aio.EOF else first)
+            for call, first in zip(calls, firsts, strict=True)
+        ]
 
     def rpc_error(self, err: grpc.RpcError, model: str) -> ApiError:
         """The HTTP error for a failed gRPC call."""
@@ -488,18 +496,17 @@ def create_app(config: GatewayConfig, client: AsyncInferenceClient | None = None
     ) -> Response:
         started = time.perf_counter()
         request_id = request.state.request_id
-        key = gateway.authenticate(request)
-        body = await _parse(request, model_class)
-        model = body.model
         status = 500
+        model = ""
+        key: ApiKey | None = None
         outcome = _Outcome()
-        in_flight = gateway.metrics.in_flight.labels(gateway.label(model))
-        in_flight.inc()
+        in_flight = None
         streamed = False
 
         def finish() -> None:
             label = gateway.label(model)
-            in_flight.dec()
+            if in_flight is not None:
+                in_flight.dec()
             gateway.metrics.requests.labels(label, endpoint, str(status)).inc()
             gateway.metrics.latency.labels(label, endpoint).observe(time.perf_counter() - started)
             if outcome.first_token_at is not None:
@@ -508,20 +515,19 @@ def create_app(config: GatewayConfig, client: AsyncInferenceClient | None = None
                 )
             gateway.metrics.prompt_tokens.labels(label).inc(outcome.prompt_tokens)
             gateway.metrics.completion_tokens.labels(label).inc(outcome.completion_tokens)
-            gateway.limiter.charge(key, outcome.charged_tokens)
+            if key is not None:
+                gateway.limiter.charge(key, outcome.charged_tokens)
 
         try:
+            key = gateway.authenticate(request)
+            body = await _parse(request, model_class)
+            model = body.model
+            in_flight = gateway.metrics.in_flight.labels(gateway.label(model))
+            in_flight.inc()
             limit_headers = gateway.admit(key, model)
             engine_id = f"{'chatcmpl' if endpoint == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
             grpc_requests = to_grpc(body, engine_id)
-            opened = []
-            try:
-                for r in grpc_requests:
-                    opened.append(await gateway.open_stream(r, request_id))
-            except BaseException:
-                for call, _ in opened:
-                    call.cancel()
-                raise
+            opened = await gateway.open_streams(grpc_requests, request_id)
             status = 200
             context = _Context(
                 gateway,
@@ -530,7 +536,7 @@ def create_app(config: GatewayConfig, client: AsyncInferenceClient | None = None
                 int(time.time()),
                 outcome,
                 grpc_requests,
-                [c for c, _ in opened],
+                [call for call, _ in opened],
             )
             streams = [gateway.messages(call, first) for call, first in opened]
             if body.stream:

@@ -78,10 +78,14 @@ class FinishReason(enum.Enum):
 
     @classmethod
     def from_engine(cls, reason: str | None) -> FinishReason | None:
-        """Maps vLLM's finish reason string (`stop`, `length`, `abort`, ...) to the enum."""
+        """Maps vLLM's finish reason string (`stop`, `length`, `abort`, ...) to the enum.
+
+        Reasons this contract does not name (newer vLLM stop conditions) count as STOP:
+        the completion ended normally.
+        """
         if reason is None:
             return None
-        return _FINISH_FROM_ENGINE.get(reason, cls.ERROR)
+        return _FINISH_FROM_ENGINE.get(reason, cls.STOP)
 
 
 _FINISH_FROM_ENGINE = {
