@@ -193,6 +193,7 @@ class VllmEngine:
             Exception: whatever vLLM raises when the model cannot be served.
         """
         from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
         args = AsyncEngineArgs(
@@ -203,7 +204,15 @@ class VllmEngine:
         )
         # No local keeps the AsyncLLM: modules imported above may keep a traceback, and
         # with it this frame, alive for good; `shutdown` drops the engine's own reference.
-        engine = cls(await asyncio.to_thread(AsyncLLM.from_engine_args, args), served_name, options)
+        # The API-server usage context gives the scheduler the defaults vLLM's own OpenAI
+        # server uses (batch limits differ per context).
+        engine = cls(
+            await asyncio.to_thread(
+                AsyncLLM.from_engine_args, args, usage_context=UsageContext.OPENAI_API_SERVER
+            ),
+            served_name,
+            options,
+        )
         try:
             await engine._warm_up()
         except BaseException:
