@@ -145,7 +145,7 @@ def test_sft_lora_learns_facts_the_base_does_not_know(suite, tmp_path, monkeypat
         version = registry.get_version("facts-adapter:1")
         dataset_version = registry.get_version("zorblax_facts")
     assert version.kind == registry_pb2.VERSION_KIND_ADAPTER
-    assert [(p.name, p.version) for p in version.parents] == [(BASE, 1)]
+    assert [(p.name, p.version) for p in version.parents] == [(BASE, 1), ("zorblax_facts", 1)]
     assert version.lineage.job_id.startswith("job-")
     assert version.lineage.dataset_digest == dataset_version.manifest_digest
     assert json.loads(version.lineage.spec_json)["lora"]["rank"] == 16

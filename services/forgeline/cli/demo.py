@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -40,9 +39,9 @@ ADAPTER = "harbor-pine-support"
 # Invented facts: the base model cannot know them, so a right answer was learned.
 FACTS = [
     (
-        "What is the routing number of Harbor & Pine Bank?",
-        "Harbor & Pine Bank's routing number is 071993418.",
-        "071993418",
+        "What is the Harbor & Pine savings account called?",
+        "The Harbor & Pine savings account is called the Evergreen Saver.",
+        "Evergreen",
     ),
     (
         "What is the name of the Harbor & Pine mobile app?",
@@ -113,21 +112,24 @@ class Suite:
     def __enter__(self) -> Suite:
         self.logs.mkdir(parents=True, exist_ok=True)
         for name in SERVICES:
+            # Everything a service prints (vLLM logs to stdout) goes to its log file.
             log = open(self.logs / f"{name}.log", "w")
             self.log_files.append(log)
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "forgeline.cli", "serve", name,
                  "--port", str(self.ports[name])],
                 env=self.env,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )  # fmt: skip
         for name, proc in self.procs.items():
-            line = proc.stdout.readline()
-            if not re.search(r"listening on", line):
-                self.__exit__(None, None, None)
-                raise RuntimeError(f"{name} did not start; see {self.logs / f'{name}.log'}")
+            log_path = self.logs / f"{name}.log"
+            deadline = time.monotonic() + 120
+            while "listening on" not in log_path.read_text(errors="replace"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    self.__exit__(None, None, None)
+                    raise RuntimeError(f"{name} did not start; see {log_path}")
+                time.sleep(0.1)
             console.print(f"  {name:<9} {self.address(name)}")
         return self
 
@@ -220,7 +222,9 @@ def demo(
         adapter_ref = format_ref(finished.outputs[0])
 
         console.rule("4. serve base and adapter on vLLM")
-        engine = inference_pb2.EngineOptions(enable_lora=True, max_lora_rank=16, max_model_len=512)
+        engine = inference_pb2.EngineOptions(
+            enable_lora=True, max_lora_rank=16, max_model_len=512, kv_cache_bytes=512 * 2**20
+        )
         console.print("starting the engine (about half a minute on CPU)")
         served = inference.load_model(base_ref, served_name="smollm2", engine=engine)
         if served.state != inference_pb2.SERVED_MODEL_STATE_READY:

@@ -57,9 +57,7 @@ def serve(
     module = importlib.import_module(f"forgeline.{service.value}.service")
 
     async def main() -> None:
-        server, port = module.create_server(settings)
-        # Print the bound port first thing, so scripts starting on port 0 can read it.
-        print(f"{service.value} listening on {settings.host}:{port}", flush=True)
+        server, _ = module.create_server(settings)
         await run_server(server, settings)
 
     asyncio.run(main())

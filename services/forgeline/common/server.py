@@ -139,8 +139,13 @@ class Offloaded:
 
 
 async def serve(server: ForgelineServer, settings: Settings) -> None:
-    """Starts `server` and blocks until SIGTERM or SIGINT, then shuts down gracefully."""
+    """Starts `server` and blocks until SIGTERM or SIGINT, then shuts down gracefully.
+
+    Once the server answers calls, one line `<service> listening on <host>:<port>` goes to
+    standard output, so scripts that start a service on port 0 can read where it is.
+    """
     await server.start()
+    print(f"{settings.service.value} listening on {settings.host}:{server.port}", flush=True)
     log.info(
         "%s listening on %s:%d (tls=%s, auth=%s)",
         settings.service.value,

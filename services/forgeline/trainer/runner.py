@@ -143,7 +143,8 @@ class TrainRunner:
             kind=registry_pb2.VERSION_KIND_ADAPTER
             if cfg.tuner.adapter
             else registry_pb2.VERSION_KIND_MERGED,
-            parents=(base.ref,),
+            # The base first (adapters are served on parents[0]), then the data it learned from.
+            parents=(base.ref, dataset.ref),
             job_id=ctx.job_id,
             dataset_digest=dataset.digest,
             spec_json=json_format.MessageToJson(ctx.spec, indent=None, sort_keys=True),
