@@ -29,7 +29,7 @@ from forgeline.client.digests import sha256_file  # noqa: E402
 from forgeline.client.services import RegistryClient  # noqa: E402
 from forgeline.client.transfer import pull_version, upload_file  # noqa: E402
 from forgeline.v1 import registry_pb2  # noqa: E402
-from tests.helpers import free_port, start_service  # noqa: E402
+from tests.helpers import start_process  # noqa: E402
 
 
 def timed(fn) -> tuple[float, object]:
@@ -51,7 +51,8 @@ def cp_seconds(src: Path, work: Path, repeats: int = 3) -> float:
 def bench_chunk(src: Path, work: Path, chunk: int, digest: tuple[str, int]) -> dict:
     home = work / f"home-{chunk}"
     env = {**os.environ, "FORGELINE_HOME": str(home), "FORGELINE_CHUNK_BYTES": str(chunk)}
-    proc, port = start_service("registry", env, free_port())
+    proc = start_process("registry", env)
+    port = proc.port
     try:
         registry = RegistryClient(f"127.0.0.1:{port}", ChannelOptions(retries=False))
 
@@ -92,7 +93,6 @@ def bench_chunk(src: Path, work: Path, chunk: int, digest: tuple[str, int]) -> d
         }
     finally:
         proc.kill()
-        proc.wait(10)
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(work / f"pull-{chunk}", ignore_errors=True)
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import FORGELINE, start_service
+from tests.helpers import FORGELINE, start_process
 
 pytestmark = pytest.mark.e2e
 
@@ -20,8 +20,8 @@ def cli(tmp_path, bundled_model):
         "FORGELINE_TOKEN": "tok",
         "COLUMNS": "200",
     }
-    proc, port = start_service("registry", env)
-    env["FORGELINE_REGISTRY_ADDRESS"] = f"127.0.0.1:{port}"
+    proc = start_process("registry", env)
+    env["FORGELINE_REGISTRY_ADDRESS"] = proc.address
 
     def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
@@ -32,7 +32,6 @@ def cli(tmp_path, bundled_model):
 
     yield run
     proc.kill()
-    proc.wait(10)
 
 
 def test_models_commands_end_to_end(cli, tmp_path):

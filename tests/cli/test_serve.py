@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import FORGELINE, start_service
+from tests.helpers import FORGELINE, start_process
 
 pytestmark = pytest.mark.e2e
 
@@ -27,18 +26,17 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("service", ["registry", "trainer", "quantizer", "evaluator", "inference"])
 def test_service_starts_answers_health_and_stops_gracefully(service, env):
-    proc, port = start_service(service, env)
+    proc = start_process(service, env)
     try:
-        address = f"127.0.0.1:{port}"
+        address = proc.address
         result = forgeline("health", address, env=env)
         assert result.returncode == 0, result.stderr
         assert "SERVING" in result.stdout
         unknown = forgeline("health", address, "--service", "nope.Service", env=env)
         assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    assert "shutting down" in proc.stderr.read()
+        assert proc.stop(timeout=30) == 0
+    assert "shutting down" in proc.output()
 
 
 def test_health_of_nothing_fails(env):

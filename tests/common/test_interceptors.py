@@ -17,6 +17,8 @@ from tests.conftest import serving
 
 pytestmark = pytest.mark.integration
 
+NO_RETRY = ChannelOptions(retries=False)
+
 ERRORS: dict[str, Exception] = {
     "not-found": errors.NotFound("job", "job-x"),
     "exists": errors.AlreadyExists("model", "m"),
@@ -97,7 +99,7 @@ def _details(err: grpc.RpcError) -> dict[type, object]:
 
 @pytest.mark.parametrize("name", sorted(ERRORS))
 def test_each_domain_error_maps_to_its_status(server, name):
-    stub = trainer_pb2_grpc.TrainerServiceStub(open_channel(server.address))
+    stub = trainer_pb2_grpc.TrainerServiceStub(open_channel(server.address, NO_RETRY))
     with pytest.raises(grpc.RpcError) as info:
         stub.GetTrainJob(trainer_pb2.GetTrainJobRequest(job_id=name), timeout=10)
     assert info.value.code() == CODES[name]
@@ -110,7 +112,7 @@ def test_each_domain_error_maps_to_its_status(server, name):
 
 
 def test_invalid_argument_lists_every_field(server):
-    stub = trainer_pb2_grpc.TrainerServiceStub(open_channel(server.address))
+    stub = trainer_pb2_grpc.TrainerServiceStub(open_channel(server.address, NO_RETRY))
     with pytest.raises(grpc.RpcError) as info:
         stub.GetTrainJob(trainer_pb2.GetTrainJobRequest(job_id="invalid"), timeout=10)
     bad = _details(info.value)[error_details_pb2.BadRequest]
@@ -121,7 +123,7 @@ def test_invalid_argument_lists_every_field(server):
 
 
 def test_precondition_resource_and_retry_details(server):
-    stub = trainer_pb2_grpc.TrainerServiceStub(open_channel(server.address))
+    stub = trainer_pb2_grpc.TrainerServiceStub(open_channel(server.address, NO_RETRY))
     cases = {
         "precondition": error_details_pb2.PreconditionFailure,
         "not-found": error_details_pb2.ResourceInfo,
@@ -140,7 +142,7 @@ def test_precondition_resource_and_retry_details(server):
 
 
 def test_streaming_errors_are_mapped_after_partial_output(server):
-    stub = trainer_pb2_grpc.TrainerServiceStub(open_channel(server.address))
+    stub = trainer_pb2_grpc.TrainerServiceStub(open_channel(server.address, NO_RETRY))
     received = []
     with pytest.raises(grpc.RpcError) as info:
         for resp in stub.WatchTrainJob(trainer_pb2.WatchTrainJobRequest(job_id="invalid")):
@@ -150,7 +152,7 @@ def test_streaming_errors_are_mapped_after_partial_output(server):
 
 
 def test_unimplemented_methods_answer_unimplemented(server):
-    stub = trainer_pb2_grpc.TrainerServiceStub(open_channel(server.address))
+    stub = trainer_pb2_grpc.TrainerServiceStub(open_channel(server.address, NO_RETRY))
     with pytest.raises(grpc.RpcError) as info:
         stub.PlanTrainJob(trainer_pb2.PlanTrainJobRequest(), timeout=10)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED

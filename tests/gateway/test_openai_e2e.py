@@ -18,16 +18,14 @@ import pytest
 
 from forgeline.client import ChannelOptions, InferenceClient
 from forgeline.v1 import inference_pb2
-from tests.helpers import FORGELINE, wait_for
+from tests.helpers import FORGELINE, Process, start_process, wait_for
 from tests.inference.support import (
     ADAPTER_MODEL,
     BASE_MODEL,
     ENGINE_ARGS,
     SERVED,
-    Process,
     hf_tokenizer,
     registry_with_models,
-    start_process,
 )
 
 pytestmark = pytest.mark.e2e

@@ -4,10 +4,6 @@ a LoRA adapter for it, and the engine options that keep one CPU engine small and
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +14,6 @@ from forgeline.client.transfer import push_folder
 from forgeline.common.settings import Settings
 from forgeline.v1 import inference_pb2, registry_pb2
 from tests.conftest import serving
-from tests.helpers import FORGELINE
 
 BASE_MODEL = "smollm2-135m-instruct"
 ADAPTER_MODEL = "smol-lora"
@@ -101,51 +96,3 @@ def hf_tokenizer(bundled: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(bundled)
-
-
-@dataclass
-class Process:
-    """A `forgeline` service running in a subprocess, its output in a log file."""
-
-    proc: subprocess.Popen
-    port: int
-    log: Path
-
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM, then wait; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise
-
-    def output(self) -> str:
-        """What it printed so far."""
-        return self.log.read_text(errors="replace")
-
-
-def start_process(service: str, env: dict[str, str], log: Path, timeout: float = 120) -> Process:
-    """Starts `forgeline serve SERVICE --port 0` and waits for the port it prints.
-
-    Output goes to `log`, not to a pipe: vLLM logs a lot, and a full pipe would stall it.
-    """
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*FORGELINE, "serve", service, "--port", "0"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = re.search(rf"{service} listening on [\d.]+:(\d+)", log.read_text(errors="replace"))
-        if match:
-            return Process(proc, int(match[1]), log)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{service} did not start:\n{log.read_text(errors='replace')[-3000:]}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import threading
 
 import pytest
@@ -15,7 +14,7 @@ from forgeline.client.services import RegistryClient
 from forgeline.client.transfer import pull_version, push_folder, upload_file
 from forgeline.common import errors
 from forgeline.v1 import registry_pb2
-from tests.helpers import free_port, start_service, wait_for
+from tests.helpers import free_port, start_process, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.e2e
 def test_sigkill_mid_upload(tmp_path):
     env = {**os.environ, "FORGELINE_HOME": str(tmp_path / "home")}
     port = free_port()
-    proc, _ = start_service("registry", env, port)
+    proc = start_process("registry", env, port=port)
     address = f"127.0.0.1:{port}"
     committed = tmp_path / "committed"
     committed.mkdir()
@@ -55,14 +54,13 @@ def test_sigkill_mid_upload(tmp_path):
         call = registry.stub.UploadArtifact.future(requests())
         partial = tmp_path / "home" / "registry" / "blobs" / "uploads" / f"{sha}.partial"
         wait_for(lambda: partial.exists() and partial.stat().st_size >= 8 * 1024 * 1024)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        proc.kill()
         gate.set()
         with pytest.raises(Exception):  # noqa: B017 - the connection just dies
             call.result(10)
         registry.close()
 
-        proc, _ = start_service("registry", env, port)
+        proc = start_process("registry", env, port=port)
         registry = RegistryClient(address)
         safe = registry.get_version("safe")
         assert safe.state == registry_pb2.VERSION_STATE_READY
@@ -90,4 +88,3 @@ def test_sigkill_mid_upload(tmp_path):
         assert hashlib.sha256((again / "big.bin").read_bytes()).hexdigest() == sha
     finally:
         proc.kill()
-        proc.wait(10)

