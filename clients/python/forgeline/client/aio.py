@@ -8,11 +8,10 @@ exceptions instead of raw status codes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 import grpc
 
-from forgeline.client.channel import RETRY_SERVICE_CONFIG, ChannelOptions
+from forgeline.client.channel import ChannelOptions, channel_arguments, tls_credentials
 from forgeline.client.errors import raise_for_rpc_error
 from forgeline.v1 import inference_pb2, inference_pb2_grpc
 
@@ -23,21 +22,11 @@ def open_aio_channel(address: str, options: ChannelOptions | None = None) -> grp
     The bearer token is not part of the channel: the clients below send it per call.
     """
     options = options or ChannelOptions()
-    channel_args: list[tuple[str, Any]] = [
-        ("grpc.max_receive_message_length", options.max_message_bytes),
-        ("grpc.max_send_message_length", options.max_message_bytes),
-        ("grpc.enable_retries", 1 if options.retries else 0),
-    ]
-    if options.retries:
-        channel_args.append(("grpc.service_config", RETRY_SERVICE_CONFIG))
     if options.tls:
-        root = None
-        if options.ca_file:
-            with open(options.ca_file, "rb") as f:
-                root = f.read()
-        creds = grpc.ssl_channel_credentials(root_certificates=root)
-        return grpc.aio.secure_channel(address, creds, options=channel_args)
-    return grpc.aio.insecure_channel(address, options=channel_args)
+        return grpc.aio.secure_channel(
+            address, tls_credentials(options), options=channel_arguments(options)
+        )
+    return grpc.aio.insecure_channel(address, options=channel_arguments(options))
 
 
 class AsyncInferenceClient:

@@ -100,22 +100,33 @@ class _Details(grpc.ClientCallDetails):
         self.compression = compression
 
 
-def open_channel(address: str, options: ChannelOptions | None = None) -> grpc.Channel:
-    """Opens a channel to `address` (``host:port``) with token, TLS and retries as configured."""
-    options = options or ChannelOptions()
-    channel_args = [
+def channel_arguments(options: ChannelOptions) -> list[tuple[str, object]]:
+    """gRPC channel arguments for `options`: message limits and the retry policy."""
+    args: list[tuple[str, object]] = [
         ("grpc.max_receive_message_length", options.max_message_bytes),
         ("grpc.max_send_message_length", options.max_message_bytes),
         ("grpc.enable_retries", 1 if options.retries else 0),
     ]
     if options.retries:
-        channel_args.append(("grpc.service_config", RETRY_SERVICE_CONFIG))
+        args.append(("grpc.service_config", RETRY_SERVICE_CONFIG))
+    return args
+
+
+def tls_credentials(options: ChannelOptions) -> grpc.ChannelCredentials:
+    """TLS credentials trusting `options.ca_file` (the system roots when empty)."""
+    root = None
+    if options.ca_file:
+        with open(options.ca_file, "rb") as f:
+            root = f.read()
+    return grpc.ssl_channel_credentials(root_certificates=root)
+
+
+def open_channel(address: str, options: ChannelOptions | None = None) -> grpc.Channel:
+    """Opens a channel to `address` (``host:port``) with token, TLS and retries as configured."""
+    options = options or ChannelOptions()
+    channel_args = channel_arguments(options)
     if options.tls:
-        root = None
-        if options.ca_file:
-            with open(options.ca_file, "rb") as f:
-                root = f.read()
-        creds = grpc.ssl_channel_credentials(root_certificates=root)
+        creds = tls_credentials(options)
         if options.token:
             creds = grpc.composite_channel_credentials(
                 creds, grpc.metadata_call_credentials(_TokenAuth(options.token))

@@ -16,6 +16,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -105,38 +106,10 @@ def upload_file(
 
 
 def push_folder(
-    registry: RegistryClient,
-    local_dir: Path,
-    model: str,
-    kind: int,
-    *,
-    parents: Iterable[str] = (),
-    lineage: registry_pb2.Lineage | None = None,
-    metadata: dict[str, str] | None = None,
-    metrics: dict[str, float] | None = None,
-    description: str = "",
-    reuse_identical: bool = False,
-    progress: Progress | None = None,
+    registry: RegistryClient, local_dir: Path, model: str, kind: int, **options: Any
 ) -> registry_pb2.Version:
-    """Registers every file under `local_dir` as a new READY version of `model`.
-
-    Creates the model if needed. With `reuse_identical`, returns the latest READY version
-    instead when its content is identical (same manifest digest). On failure the PENDING
-    version is marked FAILED and the error re-raised.
-    """
-    return _push(
-        registry,
-        [(rel, path) for rel, path in _files(Path(local_dir))],
-        model,
-        kind,
-        parents=parents,
-        lineage=lineage,
-        metadata=metadata,
-        metrics=metrics,
-        description=description,
-        reuse_identical=reuse_identical,
-        progress=progress,
-    )
+    """Registers every file under `local_dir` as a new READY version (see `push_files`)."""
+    return push_files(registry, _files(Path(local_dir)), model, kind, **options)
 
 
 def push_file(
@@ -146,17 +119,14 @@ def push_file(
     kind: int,
     *,
     name: str | None = None,
-    **options,
+    **options: Any,
 ) -> registry_pb2.Version:
-    """Registers one file (stored as `name`, default its file name) as a new version.
-
-    Takes the same options as `push_folder`.
-    """
+    """Registers one file, stored as `name` (default its file name); see `push_files`."""
     local_file = Path(local_file)
-    return _push(registry, [(name or local_file.name, local_file)], model, kind, **options)
+    return push_files(registry, [(name or local_file.name, local_file)], model, kind, **options)
 
 
-def _push(
+def push_files(
     registry: RegistryClient,
     files: list[tuple[str, Path]],
     model: str,
@@ -170,6 +140,25 @@ def _push(
     reuse_identical: bool = False,
     progress: Progress | None = None,
 ) -> registry_pb2.Version:
+    """Registers local files, each under its relative path, as a new READY version of `model`.
+
+    Creates the model if needed. Known content moves no bytes. With `reuse_identical`, the
+    latest READY version is returned instead when its content is identical (same manifest
+    digest). On failure the PENDING version is marked FAILED and the error re-raised.
+
+    Args:
+        registry: The registry.
+        files: (path in the version, local file) pairs.
+        model: Model name.
+        kind: A `VersionKind`.
+        parents: References of the versions it derives from (base first).
+        lineage: Producing job, dataset digest, spec.
+        metadata: Free-form metadata.
+        metrics: Metrics of the producing job.
+        description: Free text.
+        reuse_identical: Return an identical latest version instead of adding one.
+        progress: Called with (path, bytes done, bytes total) as uploads advance.
+    """
     digests = {rel: sha256_file(path) for rel, path in files}
     if reuse_identical:
         wanted = manifest_digest((rel, sha, size) for rel, (sha, size) in digests.items())
