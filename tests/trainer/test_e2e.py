@@ -222,23 +222,32 @@ def test_dpo_moves_the_reward_margin(suite, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("stage", "offload"), [(2, False), (3, True)], ids=["zero2", "zero3-offload"]
+    ("strategy", "stage", "offload"),
+    [
+        (trainer_pb2.DISTRIBUTION_STRATEGY_DEEPSPEED, 2, False),
+        (trainer_pb2.DISTRIBUTION_STRATEGY_DEEPSPEED, 3, True),
+        (trainer_pb2.DISTRIBUTION_STRATEGY_FSDP, None, False),
+    ],
+    ids=["zero2", "zero3-offload", "fsdp"],
 )
-def test_two_workers_with_deepspeed(suite, tmp_path, stage, offload):
+def test_two_workers_sharded(suite, tmp_path, strategy, stage, offload):
     ref = suite.upload(write_jsonl(tmp_path / "facts.jsonl", facts_rows()), "facts-small")
-    spec = small_spec(trainer_pb2.TRAIN_TASK_SFT, ref, f"facts-zero{stage}", max_steps=3)
+    name = f"facts-zero{stage}" if stage is not None else "facts-fsdp"
+    spec = small_spec(trainer_pb2.TRAIN_TASK_SFT, ref, name, max_steps=3)
     d = spec.distribution
-    d.strategy = trainer_pb2.DISTRIBUTION_STRATEGY_DEEPSPEED
-    d.zero_stage = stage
+    d.strategy = strategy
+    if stage is not None:
+        d.zero_stage = stage
     d.offload_optimizer = offload
     d.resources.num_workers = 2
     with suite.trainer_client() as trainer:
         final = trainer.wait(trainer.submit(spec).id)
     assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
     with suite.registry_client() as registry:
-        version = registry.get_version(f"facts-zero{stage}")
-    assert version.metadata["strategy"] == "deepspeed" and version.metadata["workers"] == "2"
-    adapter = suite.pull(f"facts-zero{stage}:{version.number}")
+        version = registry.get_version(name)
+    expected = "deepspeed" if stage is not None else "fsdp"
+    assert version.metadata["strategy"] == expected and version.metadata["workers"] == "2"
+    adapter = suite.pull(f"{name}:{version.number}")
     assert (adapter / "adapter_model.safetensors").stat().st_size > 100_000
 
 

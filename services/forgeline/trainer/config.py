@@ -746,13 +746,6 @@ def _check_distribution(
             "spec.distribution.resources.gpus_per_worker",
             "the cluster has no GPUs; set 0 to train on CPU workers",
         )
-    if strategy is Strategy.FSDP:
-        r.problem(
-            "spec.distribution.strategy",
-            "FSDP is not available in this trainer yet; DEEPSPEED with zero_stage 3 shards "
-            "weights, gradients and optimizer state the same way",
-        )
-
     sharded = (strategy is Strategy.DEEPSPEED and effective_stage == 3) or (
         strategy is Strategy.FSDP
     )

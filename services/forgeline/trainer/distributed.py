@@ -104,14 +104,7 @@ class TorchEngine:
         self.cfg = cfg
         self.device = device
         self.distributed = world()[1] > 1
-        if self.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.module: torch.nn.Module = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        else:
-            self.module = model
+        self.module: torch.nn.Module = self._wrap(model, device)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, total_steps)
@@ -122,6 +115,15 @@ class TorchEngine:
             else (torch.bfloat16 if precision is Precision.BF16 else torch.float16)
         )
         self._scaler = torch.amp.GradScaler() if precision is Precision.FP16 else None
+
+    def _wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        if not self.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     @property
     def lr(self) -> float:
@@ -153,6 +155,8 @@ class TorchEngine:
             self._scaler.unscale_(self.optimizer)
         max_norm = self.cfg.hyper.max_grad_norm
         norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm if max_norm > 0 else math.inf)
+        if hasattr(norm, "full_tensor"):  # sharded (FSDP) gradients give a DTensor norm
+            norm = norm.full_tensor()
         if self._scaler is not None:
             self._scaler.step(self.optimizer)
             self._scaler.update()
@@ -197,6 +201,95 @@ class TorchEngine:
     def close(self) -> None:
         """Releases the optimizer state."""
         self.optimizer.zero_grad(set_to_none=True)
+
+
+class FsdpEngine(TorchEngine):
+    """FSDP (PyTorch's `fully_shard`): weights, gradients and optimizer state sharded over
+    the workers, one unit per transformer block plus the root (embeddings, head).
+
+    Saving and exporting gather full state dicts, so every worker must call them.
+    """
+
+    def _wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh(device.type, (world()[1],))
+        blocks = set(_no_split_modules(model))
+        for module in model.modules():
+            if type(module).__name__ in blocks:
+                fully_shard(module, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        return model
+
+    def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
+        """Context for one micro-batch: gradients are reduced only on the step's last one."""
+        self.module.set_requires_gradient_sync(last)
+        return contextlib.nullcontext()
+
+    def _full_state(self, with_optimizer: bool) -> tuple[dict, dict | None]:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        if with_optimizer:
+            return get_state_dict(self.model, self.optimizer, options=options)
+        return get_model_state_dict(self.model, options=options), None
+
+    def _trainable(self, state: dict) -> dict:
+        names = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        return {n: t for n, t in state.items() if n in names}
+
+    def save_state(self, folder: Path) -> None:
+        """Gathers trainable weights and optimizer state (all workers); rank 0 writes them."""
+        model_state, optim_state = self._full_state(with_optimizer=True)
+        if world()[0] != 0:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "trainable": self._trainable(model_state),
+                "optimizer": optim_state,
+                "scheduler": self.scheduler.state_dict(),
+            },
+            folder / STATE_FILE,
+        )
+
+    def load_state(self, folder: Path) -> None:
+        """Restores what `save_state` wrote, re-sharding it over the workers."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+        set_state_dict(
+            self.model,
+            self.optimizer,
+            model_state_dict=state["trainable"],
+            optim_state_dict=state["optimizer"],
+            options=StateDictOptions(full_state_dict=True, strict=False),
+        )
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def export(self, dest: Path, tokenizer: Any) -> None:
+        """Gathers the weights (all workers); rank 0 writes the adapter or model."""
+        from forgeline.trainer.modeling import save_trained
+
+        state, _ = self._full_state(with_optimizer=False)
+        if world()[0] == 0:
+            if self.cfg.tuner.adapter:
+                state = self._trainable(state)
+            save_trained(self.model, tokenizer, dest, state_dict=state)
+
+
+def _no_split_modules(model: torch.nn.Module) -> list[str]:
+    """Class names of the model's transformer blocks (Hugging Face's `_no_split_modules`)."""
+    for module in model.modules():
+        names = getattr(module, "_no_split_modules", None)
+        if names:
+            return list(names)
+    return []
 
 
 def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
@@ -342,15 +435,11 @@ class DeepSpeedEngine:
 
 
 def make_engine(model: torch.nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device):
-    """The engine for the configuration's strategy.
-
-    Raises:
-        ValueError: a strategy this build cannot run (FSDP on CPU workers).
-    """
+    """The engine for the configuration's strategy (FSDP on one worker is plain training)."""
     if cfg.dist.strategy is Strategy.DEEPSPEED:
         return DeepSpeedEngine(model, cfg, total_steps, device)
-    if cfg.dist.strategy is Strategy.FSDP:
-        raise ValueError("FSDP is not available on these workers; use DEEPSPEED ZeRO-3")
+    if cfg.dist.strategy is Strategy.FSDP and world()[1] > 1:
+        return FsdpEngine(model, cfg, total_steps, device)
     return TorchEngine(model, cfg, total_steps, device)
 
 
