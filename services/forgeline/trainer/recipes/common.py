@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import random
+import resource
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -193,3 +196,43 @@ def checkpoint_due(step: int, total_steps: int, every: int, steps_per_epoch: int
         return False  # the final save follows
     interval = every or steps_per_epoch
     return interval > 0 and step % interval == 0
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def write_checkpoint(
+    engine: Any,
+    env: Any,
+    state: TrainState,
+    tokenizer: Any,
+    baseline_rss: int,
+    final: bool = False,
+) -> None:
+    """Writes a checkpoint of a recipe and hands it to the worker environment to persist.
+
+    Every rank writes its engine state and RNG; rank 0 writes the training state. The
+    final checkpoint also holds the trained adapter or model (`MODEL_DIR`) and a marker.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="forgeline-ckpt-"))
+    try:
+        engine.save_state(folder / ENGINE_STATE)
+        save_rng(folder, env.rank)
+        if env.rank == 0:
+            state.write(folder)
+        if final:
+            engine.export(folder / MODEL_DIR, tokenizer)
+            if env.rank == 0:
+                (folder / FINAL_MARKER).write_text(str(state.step))
+        env.save_checkpoint(
+            folder,
+            {
+                "step": float(state.step),
+                "peak_rss_bytes": float(peak_rss_bytes()),
+                "baseline_rss_bytes": float(baseline_rss),
+            },
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -19,10 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,17 +38,15 @@ from forgeline.trainer.modeling import (
 from forgeline.trainer.plan import steps_for
 from forgeline.trainer.recipes.common import (
     ENGINE_STATE,
-    FINAL_MARKER,
-    MODEL_DIR,
     MicroBatches,
     Throughput,
     TrainState,
     checkpoint_due,
     load_rng,
+    peak_rss_bytes,
     report_every,
-    save_rng,
+    write_checkpoint,
 )
-from forgeline.trainer.recipes.sft import peak_rss_bytes
 from forgeline.trainer.worker import StopRequested, WorkerEnv
 
 log = logging.getLogger(__name__)
@@ -252,27 +247,9 @@ class DPORecipe:
 
     def save_checkpoint(self, final: bool = False) -> None:
         """Writes and persists a checkpoint; the final one also holds the trained model."""
-        env = self.env
-        folder = Path(tempfile.mkdtemp(prefix="forgeline-ckpt-"))
-        try:
-            self.engine.save_state(folder / ENGINE_STATE)
-            save_rng(folder, env.rank)
-            if env.rank == 0:
-                self.state.write(folder)
-            if final:
-                self.engine.export(folder / MODEL_DIR, self.tokenizer)
-                if env.rank == 0:
-                    (folder / FINAL_MARKER).write_text(str(self.state.step))
-            env.save_checkpoint(
-                folder,
-                {
-                    "step": float(self.state.step),
-                    "peak_rss_bytes": float(peak_rss_bytes()),
-                    "baseline_rss_bytes": float(self.baseline_rss),
-                },
-            )
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        write_checkpoint(
+            self.engine, self.env, self.state, self.tokenizer, self.baseline_rss, final
+        )
 
     def cleanup(self) -> None:
         """Frees the engine and both models."""

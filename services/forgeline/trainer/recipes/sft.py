@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -26,28 +22,22 @@ from forgeline.trainer.modeling import load_for_training, load_tokenizer, traina
 from forgeline.trainer.plan import steps_for
 from forgeline.trainer.recipes.common import (
     ENGINE_STATE,
-    FINAL_MARKER,
-    MODEL_DIR,
     MicroBatches,
     Throughput,
     TrainState,
     checkpoint_due,
     collate_lm,
     load_rng,
+    peak_rss_bytes,
     real_tokens,
     report_every,
-    save_rng,
     target_count,
     token_loss_sum,
+    write_checkpoint,
 )
 from forgeline.trainer.worker import StopRequested, WorkerEnv
 
 log = logging.getLogger(__name__)
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class SFTRecipe:
@@ -151,25 +141,9 @@ class SFTRecipe:
 
     def save_checkpoint(self, final: bool = False) -> None:
         """Writes and persists a checkpoint; the final one also holds the trained model."""
-        env = self.env
-        folder = Path(tempfile.mkdtemp(prefix="forgeline-ckpt-"))
-        try:
-            self.engine.save_state(folder / ENGINE_STATE)
-            save_rng(folder, env.rank)
-            if env.rank == 0:
-                self.state.write(folder)
-            if final:
-                self.engine.export(folder / MODEL_DIR, self.tokenizer)
-                if env.rank == 0:
-                    (folder / FINAL_MARKER).write_text(str(self.state.step))
-            metrics = {
-                "step": float(self.state.step),
-                "peak_rss_bytes": float(peak_rss_bytes()),
-                "baseline_rss_bytes": float(self.baseline_rss),
-            }
-            env.save_checkpoint(folder, metrics)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        write_checkpoint(
+            self.engine, self.env, self.state, self.tokenizer, self.baseline_rss, final
+        )
 
     def cleanup(self) -> None:
         """Frees the engine and the model."""
