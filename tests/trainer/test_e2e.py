@@ -322,10 +322,16 @@ def test_cancel_stops_the_workers_and_registers_nothing(suite, tmp_path, ray_clu
         time.sleep(0.5)
 
 
-def test_a_restarted_trainer_resumes_the_job_from_its_checkpoint(suite, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-worker", "fsdp-two-workers"])
+def test_a_restarted_trainer_resumes_the_job_from_its_checkpoint(suite, tmp_path, workers):
     ref = suite.upload(write_jsonl(tmp_path / "facts.jsonl", facts_rows()), "facts-small")
-    spec = small_spec(trainer_pb2.TRAIN_TASK_SFT, ref, "facts-resumed", max_steps=10)
+    name = f"facts-resumed-{workers}"
+    spec = small_spec(trainer_pb2.TRAIN_TASK_SFT, ref, name, max_steps=10)
     spec.checkpointing.save_every_steps = 3
+    if workers > 1:
+        # Sharded state must be gathered to save and re-sharded to resume.
+        spec.distribution.strategy = trainer_pb2.DISTRIBUTION_STRATEGY_FSDP
+        spec.distribution.resources.num_workers = workers
     with suite.trainer_client() as trainer:
         job = trainer.submit(spec)
         seen = _wait_for_step(trainer, job.id, 4)
@@ -344,4 +350,4 @@ def test_a_restarted_trainer_resumes_the_job_from_its_checkpoint(suite, tmp_path
     assert resumed_at in (3, 6)
     assert steps == list(range(resumed_at + 1, 11))
     with suite.registry_client() as registry:
-        assert registry.get_version("facts-resumed").metrics["train_steps"] == 10
+        assert registry.get_version(name).metrics["train_steps"] == 10
