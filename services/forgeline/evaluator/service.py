@@ -1,70 +1,29 @@
-"""gRPC servicer of the evaluator: a thin layer over the shared job machinery."""
+"""gRPC server of the evaluator.
+
+The contract is served, but every RPC answers UNIMPLEMENTED until the evaluator gets its runner;
+it will then plug into the shared job machinery (`forgeline.common.job_service`) as the
+trainer does.
+"""
 
 from __future__ import annotations
 
-from forgeline.common.job_service import JobRpcs, build_job_server
-from forgeline.common.jobs import Runner
 from forgeline.common.server import ForgelineServer, Service, build_server
 from forgeline.common.settings import Settings
-from forgeline.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
+from forgeline.v1 import evaluator_pb2, evaluator_pb2_grpc
 
 SERVICE_NAME = evaluator_pb2.DESCRIPTOR.services_by_name["EvaluatorService"].full_name
 
 
-class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServiceServicer):
-    """Converts requests to calls on the shared job RPCs."""
-
-    def __init__(self, jobs: JobRpcs):
-        self.jobs = jobs
-
-    async def SubmitEvalJob(self, request, context):
-        """Validates and queues a job."""
-        return await self.jobs.submit(request)
-
-    async def GetEvalJob(self, request, context):
-        """Returns a job and its spec."""
-        return await self.jobs.get(request)
-
-    async def ListEvalJobs(self, request, context):
-        """Lists jobs, newest first."""
-        return await self.jobs.list(request)
-
-    async def CancelEvalJob(self, request, context):
-        """Cancels a queued or running job."""
-        return await self.jobs.cancel(request)
-
-    async def WatchEvalJob(self, request, context):
-        """Streams a job's events from a sequence number."""
-        async for response in self.jobs.watch(request):
-            yield response
-
-
-def create_server(settings: Settings, runner: Runner | None = None) -> tuple[ForgelineServer, int]:
-    """Builds and binds the evaluator server; returns it and its port.
-
-    Without a runner the contract is served but every RPC answers UNIMPLEMENTED.
-    """
-    if runner is None:
-        base = evaluator_pb2_grpc.EvaluatorServiceServicer()
-        server = build_server(
-            settings,
-            [
-                Service(
-                    SERVICE_NAME,
-                    lambda s: evaluator_pb2_grpc.add_EvaluatorServiceServicer_to_server(base, s),
-                )
-            ],
-        )
-        return server, server.port
-    server = build_job_server(
+def create_server(settings: Settings) -> tuple[ForgelineServer, int]:
+    """Builds and binds the evaluator server; returns it and its port."""
+    servicer = evaluator_pb2_grpc.EvaluatorServiceServicer()
+    server = build_server(
         settings,
-        service_name=SERVICE_NAME,
-        add_servicer=evaluator_pb2_grpc.add_EvaluatorServiceServicer_to_server,
-        make_servicer=EvaluatorServicer,
-        pb=evaluator_pb2,
-        noun="Eval",
-        kind=common_pb2.JOB_KIND_EVALUATE,
-        spec_type=evaluator_pb2.EvalJobSpec,
-        runner=runner,
+        [
+            Service(
+                SERVICE_NAME,
+                lambda s: evaluator_pb2_grpc.add_EvaluatorServiceServicer_to_server(servicer, s),
+            )
+        ],
     )
     return server, server.port
