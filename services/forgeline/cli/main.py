@@ -33,8 +33,6 @@ serving.register(app)
 training.register(app)
 demo.register(app)
 
-GRPC_SERVICES = [s for s in ServiceName if s is not ServiceName.GATEWAY]
-
 
 @app.command()
 def serve(

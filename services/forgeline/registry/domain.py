@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from forgeline.client import digests
-from forgeline.client.refs import RefError, check_name, parse_ref
+from forgeline.client.refs import RefError, check_name
 from forgeline.common import errors
 from forgeline.common.jobs.model import to_timestamp
 from forgeline.v1 import common_pb2, registry_pb2
@@ -85,14 +85,6 @@ def ref_from_pb(ref: common_pb2.ModelRef, field: str = "ref") -> common_pb2.Mode
     elif selector == "version" and ref.version == 0:
         raise errors.InvalidArgument(f"{field}.version", "versions start at 1")
     return ref
-
-
-def ref_from_text(text: str, field: str = "ref") -> common_pb2.ModelRef:
-    """Parses a textual reference, mapping parse errors to InvalidArgument on `field`."""
-    try:
-        return parse_ref(text)
-    except RefError as exc:
-        raise errors.InvalidArgument(field, str(exc)) from None
 
 
 @dataclass
