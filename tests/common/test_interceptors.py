@@ -8,9 +8,9 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from forgeline.client import exceptions
 from forgeline.client.channel import ChannelOptions, open_channel
 from forgeline.client.services import TrainerClient
-from forgeline.common import errors
 from forgeline.common.server import Service, build_server
 from forgeline.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from tests.conftest import serving
@@ -20,20 +20,22 @@ pytestmark = pytest.mark.integration
 NO_RETRY = ChannelOptions(retries=False)
 
 ERRORS: dict[str, Exception] = {
-    "not-found": errors.NotFound("job", "job-x"),
-    "exists": errors.AlreadyExists("model", "m"),
-    "invalid": errors.InvalidArgument.from_violations(
+    "not-found": exceptions.NotFound("job", "job-x"),
+    "exists": exceptions.AlreadyExists("model", "m"),
+    "invalid": exceptions.InvalidArgument.from_violations(
         [
-            errors.FieldViolation("spec.tuner.rank", "must be positive"),
-            errors.FieldViolation("spec.base_model.name", "is required"),
+            exceptions.FieldViolation("spec.tuner.rank", "must be positive"),
+            exceptions.FieldViolation("spec.base_model.name", "is required"),
         ]
     ),
-    "precondition": errors.FailedPrecondition("version is PENDING", "models/m/1", "VERSION_STATE"),
-    "exhausted": errors.ResourceExhausted("slow down", retry_after=2.5),
-    "unauthenticated": errors.Unauthenticated("who are you"),
-    "denied": errors.PermissionDenied("not yours"),
-    "aborted": errors.Aborted("lost a race"),
-    "unavailable": errors.Unavailable("engine down"),
+    "precondition": exceptions.FailedPrecondition(
+        "version is PENDING", "models/m/1", "VERSION_STATE"
+    ),
+    "exhausted": exceptions.ResourceExhausted("slow down", retry_after=2.5),
+    "unauthenticated": exceptions.Unauthenticated("who are you"),
+    "denied": exceptions.PermissionDenied("not yours"),
+    "aborted": exceptions.Aborted("lost a race"),
+    "unavailable": exceptions.Unavailable("engine down"),
     "boom": RuntimeError("secret detail"),
 }
 CODES = {
@@ -160,19 +162,19 @@ def test_unimplemented_methods_answer_unimplemented(server):
 
 def test_client_sdk_rebuilds_domain_exceptions(server):
     client = TrainerClient(server.address, ChannelOptions(retries=False))
-    with pytest.raises(errors.InvalidArgument) as invalid:
+    with pytest.raises(exceptions.InvalidArgument) as invalid:
         client.get("invalid")
     assert [v.field for v in invalid.value.violations] == [
         "spec.tuner.rank",
         "spec.base_model.name",
     ]
-    with pytest.raises(errors.NotFound) as missing:
+    with pytest.raises(exceptions.NotFound) as missing:
         client.get("not-found")
     assert (missing.value.resource_type, missing.value.name) == ("job", "job-x")
-    with pytest.raises(errors.ResourceExhausted) as exhausted:
+    with pytest.raises(exceptions.ResourceExhausted) as exhausted:
         client.get("exhausted")
     assert exhausted.value.retry_after == pytest.approx(2.5)
-    with pytest.raises(errors.FailedPrecondition) as pre:
+    with pytest.raises(exceptions.FailedPrecondition) as pre:
         client.get("precondition")
     assert pre.value.subject == "models/m/1"
 
@@ -189,20 +191,20 @@ def secured(settings_for):
 @pytest.mark.parametrize("token", ["", "wrong", "s3cret-but-longer"])
 def test_missing_or_wrong_token_is_unauthenticated(secured, token):
     client = TrainerClient(secured.address, ChannelOptions(token=token, retries=False))
-    with pytest.raises(errors.Unauthenticated) as info:
+    with pytest.raises(exceptions.Unauthenticated) as info:
         client.get("not-found")
     assert ("missing" if not token else "invalid") in info.value.message
 
 
 def test_wrong_token_is_rejected_on_streams_too(secured):
     client = TrainerClient(secured.address, ChannelOptions(token="wrong", retries=False))
-    with pytest.raises(errors.Unauthenticated):
+    with pytest.raises(exceptions.Unauthenticated):
         list(client.watch("invalid"))
 
 
 def test_right_token_reaches_the_servicer(secured):
     client = TrainerClient(secured.address, ChannelOptions(token="s3cret", retries=False))
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(exceptions.NotFound):
         client.get("not-found")
 
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from forgeline.client import exceptions
 from forgeline.client.channel import ChannelOptions
 from forgeline.client.services import TrainerClient
-from forgeline.common import errors
 from forgeline.common.jobs import JobContext, JobResult
 from forgeline.trainer.service import create_server
 from forgeline.v1 import common_pb2, trainer_pb2
@@ -124,16 +124,16 @@ def test_cancel_running_and_queued_jobs(settings_for):
         q = trainer.get(queued.id)[0]
         assert (q.state, q.error) == (common_pb2.JOB_STATE_CANCELLED, "not needed")
         assert len(runner.attempts) == 1  # the cancelled queued job never ran
-        with pytest.raises(errors.FailedPrecondition) as info:
+        with pytest.raises(exceptions.FailedPrecondition) as info:
             trainer.cancel(running.id)
         assert "already ended" in info.value.message
 
 
 def test_unknown_job_is_not_found(settings_for):
     with serving(lambda: create_server(settings_for("trainer"), GatedRunner())[0]) as server:
-        with pytest.raises(errors.NotFound):
+        with pytest.raises(exceptions.NotFound):
             client(server).get("job-missing")
-        with pytest.raises(errors.NotFound):
+        with pytest.raises(exceptions.NotFound):
             list(client(server).watch("job-missing"))
 
 

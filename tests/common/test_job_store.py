@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from forgeline.common import errors
+from forgeline.client import exceptions
 from forgeline.common.jobs import JobStore
 from forgeline.v1 import common_pb2
 
@@ -59,7 +59,7 @@ def test_terminal_states_are_final(store, terminal):
     job = store.create(TRAIN, b"")
     store.append(job.id, state(common_pb2.JOB_STATE_RUNNING))
     store.append(job.id, state(terminal, "why"))
-    with pytest.raises(errors.FailedPrecondition) as info:
+    with pytest.raises(exceptions.FailedPrecondition) as info:
         store.append(job.id, state(common_pb2.JOB_STATE_RUNNING))
     assert "cannot become JOB_STATE_RUNNING" in info.value.message
     assert store.get(job.id).last_event_seq == 3  # the refused event was not written
@@ -67,14 +67,14 @@ def test_terminal_states_are_final(store, terminal):
 
 def test_queued_cannot_jump_to_succeeded(store):
     job = store.create(TRAIN, b"")
-    with pytest.raises(errors.FailedPrecondition):
+    with pytest.raises(exceptions.FailedPrecondition):
         store.append(job.id, state(common_pb2.JOB_STATE_SUCCEEDED))
 
 
 def test_unknown_job_is_not_found(store):
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(exceptions.NotFound):
         store.get("job-nope")
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(exceptions.NotFound):
         store.append("job-nope", state(common_pb2.JOB_STATE_RUNNING))
 
 
@@ -96,7 +96,7 @@ def test_list_pages_newest_first_with_filters(store):
 
 
 def test_bad_page_token_names_the_field(store):
-    with pytest.raises(errors.InvalidArgument) as info:
+    with pytest.raises(exceptions.InvalidArgument) as info:
         store.list(TRAIN, page_token="garbage!")
     assert info.value.violations[0].field == "page.page_token"
 

@@ -14,9 +14,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from forgeline.client import exceptions
 from forgeline.client.channel import open_channel
 from forgeline.client.services import RegistryClient
-from forgeline.common import errors
 from forgeline.common.logs import JsonFormatter
 from forgeline.registry.service import create_server
 from tests.conftest import ServerThread, serving
@@ -59,7 +59,7 @@ def test_sdk_retries_unavailable_until_the_service_is_up(settings_for):
     starter = threading.Thread(target=start_later)
     starter.start()
     try:
-        with RegistryClient(f"127.0.0.1:{port}") as client, pytest.raises(errors.NotFound):
+        with RegistryClient(f"127.0.0.1:{port}") as client, pytest.raises(exceptions.NotFound):
             client.get_model("nothing-here")  # reached the real server after retries
     finally:
         starter.join()

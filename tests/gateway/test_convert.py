@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from forgeline.common import errors
+from forgeline.client import exceptions
 from forgeline.gateway import convert
-from forgeline.gateway.errors import ApiError, from_domain
+from forgeline.gateway.api_errors import ApiError, from_domain
 from forgeline.gateway.protocol import ChatCompletionRequest, CompletionRequest
 from forgeline.v1 import inference_pb2
 
@@ -172,9 +172,9 @@ def test_chat_stream_events_carry_the_role_first():
 
 
 def test_domain_errors_map_to_http():
-    assert from_domain(errors.NotFound("served model", "x"), "x").status == 404
-    bad = from_domain(errors.InvalidArgument("sampling.max_tokens", "too many"), "m")
+    assert from_domain(exceptions.NotFound("served model", "x"), "x").status == 404
+    bad = from_domain(exceptions.InvalidArgument("sampling.max_tokens", "too many"), "m")
     assert (bad.status, bad.param) == (400, "max_tokens")
-    assert from_domain(errors.Unavailable("starting"), "m").status == 503
-    limited = from_domain(errors.ResourceExhausted("busy", retry_after=2.2), "m")
+    assert from_domain(exceptions.Unavailable("starting"), "m").status == 503
+    limited = from_domain(exceptions.ResourceExhausted("busy", retry_after=2.2), "m")
     assert (limited.status, limited.headers["Retry-After"]) == (429, "2")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from forgeline.common.errors import (
+from forgeline.client.exceptions import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from forgeline.client import ChannelOptions, InferenceClient
-from forgeline.common.errors import (
+from forgeline.client.exceptions import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,

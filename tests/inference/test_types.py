@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from forgeline.common.errors import InvalidArgument
+from forgeline.client.exceptions import InvalidArgument
 from forgeline.inference.types import (
     ChatMessage,
     CompletionDelta,

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from forgeline.client import InferenceClient
-from forgeline.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from forgeline.client.exceptions import FailedPrecondition, InvalidArgument, NotFound
 from forgeline.common.settings import Settings
 from forgeline.inference.resolver import RegistryResolver
 from forgeline.inference.service import create_server

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from forgeline.common import errors
+from forgeline.client import exceptions
 from forgeline.registry.blobs import LocalBlobStore
 
 DATA = os.urandom(300_000)
@@ -37,7 +37,7 @@ def test_digest_mismatch_is_rejected_and_nothing_is_kept(store):
     wrong = "0" * 64
     writer = store.writer(wrong, len(DATA), 0)
     writer.write(DATA)
-    with pytest.raises(errors.InvalidArgument) as info:
+    with pytest.raises(exceptions.InvalidArgument) as info:
         writer.finish()
     assert info.value.violations[0].field == "header.sha256"
     assert store.size_of(wrong) is None and store.partial_size(wrong) == 0
@@ -45,7 +45,7 @@ def test_digest_mismatch_is_rejected_and_nothing_is_kept(store):
 
 def test_more_bytes_than_declared_is_rejected(store):
     writer = store.writer(DIGEST, 10, 0)
-    with pytest.raises(errors.InvalidArgument) as info:
+    with pytest.raises(exceptions.InvalidArgument) as info:
         writer.write(DATA[:11])
     assert info.value.violations[0].field == "header.size"
     writer.suspend()
@@ -54,7 +54,7 @@ def test_more_bytes_than_declared_is_rejected(store):
 def test_short_upload_names_the_resume_offset(store):
     writer = store.writer(DIGEST, len(DATA), 0)
     writer.write(DATA[:5000])
-    with pytest.raises(errors.InvalidArgument, match="resume from offset 5000"):
+    with pytest.raises(exceptions.InvalidArgument, match="resume from offset 5000"):
         writer.finish()
 
 
@@ -74,7 +74,7 @@ def test_resume_beyond_what_is_stored_is_refused(store):
     writer = store.writer(DIGEST, len(DATA), 0)
     writer.write(DATA[:100])
     writer.suspend()
-    with pytest.raises(errors.FailedPrecondition, match="has 100 bytes"):
+    with pytest.raises(exceptions.FailedPrecondition, match="has 100 bytes"):
         store.writer(DIGEST, len(DATA), 5000)
 
 
@@ -104,7 +104,7 @@ def test_concurrent_uploads_of_one_blob_both_succeed_and_store_it_once(store):
 
 
 def test_delete_and_missing_blobs(store):
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(exceptions.NotFound):
         store.open(DIGEST)
     writer = store.writer(DIGEST, len(DATA), 0)
     writer.write(DATA)

@@ -9,10 +9,10 @@ import threading
 
 import pytest
 
+from forgeline.client import exceptions
 from forgeline.client.channel import ChannelOptions
 from forgeline.client.services import RegistryClient
 from forgeline.client.transfer import pull_version, push_folder, upload_file
-from forgeline.common import errors
 from forgeline.v1 import registry_pb2
 from tests.helpers import free_port, start_process, wait_for
 
@@ -68,7 +68,7 @@ def test_sigkill_mid_upload(tmp_path):
         assert (local / "w.bin").read_bytes() == (committed / "w.bin").read_bytes()
         victim = registry.get_version(f"victim:{pending.number}")
         assert victim.state == registry_pb2.VERSION_STATE_PENDING and victim.file_count == 0
-        with pytest.raises(errors.NotFound):
+        with pytest.raises(exceptions.NotFound):
             registry.get_version("victim")  # no READY version exists
         stat = registry.call(
             "StatUpload", registry_pb2.StatUploadRequest(sha256=sha, size=big.stat().st_size)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from forgeline.common import errors
+from forgeline.client import exceptions
 from forgeline.registry.domain import Entry, check_model_name, check_path, manifest_digest
 
 
@@ -32,7 +32,7 @@ def test_good_paths(path):
     ],
 )
 def test_paths_that_could_escape_or_are_malformed_are_rejected(path, problem):
-    with pytest.raises(errors.InvalidArgument) as info:
+    with pytest.raises(exceptions.InvalidArgument) as info:
         check_path(path, "header.path")
     assert info.value.violations[0].field == "header.path"
     assert problem in info.value.violations[0].description
@@ -40,7 +40,7 @@ def test_paths_that_could_escape_or_are_malformed_are_rejected(path, problem):
 
 @pytest.mark.parametrize("name", ["Bad", "a b", "a/b", "", "-x", "x" * 129])
 def test_bad_names_name_the_field(name):
-    with pytest.raises(errors.InvalidArgument) as info:
+    with pytest.raises(exceptions.InvalidArgument) as info:
         check_model_name(name, "model")
     assert info.value.violations[0].field == "model"
 

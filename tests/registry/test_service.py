@@ -10,11 +10,11 @@ import time
 import grpc
 import pytest
 
+from forgeline.client import exceptions
 from forgeline.client.channel import ChannelOptions
 from forgeline.client.refs import parse_ref
 from forgeline.client.services import RegistryClient
 from forgeline.client.transfer import pull_version, push_file, push_folder, upload_file
-from forgeline.common import errors
 from forgeline.registry.service import create_server
 from forgeline.v1 import common_pb2, registry_pb2
 from tests.conftest import serving
@@ -111,7 +111,7 @@ def test_path_traversal_is_refused_before_any_byte_moves(registry, path, problem
     header = registry_pb2.UploadHeader(
         model="m", version=v.number, path=path, size=1, sha256=hashlib.sha256(b"x").hexdigest()
     )
-    with pytest.raises(errors.InvalidArgument) as info:
+    with pytest.raises(exceptions.InvalidArgument) as info:
         _upload(registry, header, [b"x"])
     assert info.value.violations[0].field == "header.path"
     assert problem in info.value.violations[0].description
@@ -128,7 +128,7 @@ def test_digest_and_size_mismatches_name_the_field(registry):
     ]
     for header, chunks, field in cases:
         header.model, header.version, header.path = "m", v.number, "f.bin"
-        with pytest.raises(errors.InvalidArgument) as info:
+        with pytest.raises(exceptions.InvalidArgument) as info:
             _upload(registry, header, chunks)
         assert info.value.violations[0].field == field
     manifest_less = registry.call(
@@ -140,29 +140,29 @@ def test_digest_and_size_mismatches_name_the_field(registry):
 def test_references_and_states_map_to_the_right_errors(registry, folder):
     push_folder(registry, folder, "m", BASE)
     for missing in ("m:7", "m@prod", "ghost"):
-        with pytest.raises(errors.NotFound):
+        with pytest.raises(exceptions.NotFound):
             registry.get_version(missing)
-    with pytest.raises(errors.InvalidArgument) as info:
+    with pytest.raises(exceptions.InvalidArgument) as info:
         registry.get_version(common_pb2.ModelRef(name="Bad/Name"))
     assert info.value.violations[0].field == "ref.name"
-    with pytest.raises(errors.InvalidArgument) as info:
+    with pytest.raises(exceptions.InvalidArgument) as info:
         registry.get_version(common_pb2.ModelRef(name="m", version=0))
     assert info.value.violations[0].field == "ref.version"
-    with pytest.raises(errors.FailedPrecondition, match="not PENDING"):
+    with pytest.raises(exceptions.FailedPrecondition, match="not PENDING"):
         registry.call("CommitVersion", registry_pb2.CommitVersionRequest(model="m", version=1))
     v2 = pending(registry)
-    with pytest.raises(errors.FailedPrecondition, match="PENDING"):
+    with pytest.raises(exceptions.FailedPrecondition, match="PENDING"):
         registry.call(
             "SetAlias", registry_pb2.SetAliasRequest(model="m", alias="prod", version=v2.number)
         )
-    with pytest.raises(errors.FailedPrecondition):
+    with pytest.raises(exceptions.FailedPrecondition):
         list(
             registry._stream(
                 "DownloadArtifact",
                 registry_pb2.DownloadArtifactRequest(ref=parse_ref("m:2"), path="config.json"),
             )
         )
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(exceptions.NotFound):
         list(
             registry._stream(
                 "DownloadArtifact",
@@ -187,13 +187,13 @@ def test_promote_with_gate_and_history_over_grpc(registry, folder):
     registry.call(
         "SetAlias", registry_pb2.SetAliasRequest(model="m", alias="prod", version=1, gate=gate)
     )
-    with pytest.raises(errors.FailedPrecondition) as info:
+    with pytest.raises(exceptions.FailedPrecondition) as info:
         registry.call(
             "SetAlias", registry_pb2.SetAliasRequest(model="m", alias="prod", version=2, gate=gate)
         )
     assert "0.4000" in info.value.message and "0.5000" in info.value.message
     assert registry.get_version("m@prod").number == 1
-    with pytest.raises(errors.InvalidArgument) as bad:
+    with pytest.raises(exceptions.InvalidArgument) as bad:
         registry.call(
             "AddEvaluation",
             registry_pb2.AddEvaluationRequest(
@@ -231,7 +231,7 @@ def test_client_killed_mid_upload_leaves_nothing_visible_and_resumes(
         call.result()
     stat = registry.call("StatUpload", registry_pb2.StatUploadRequest(sha256=sha, size=len(data)))
     assert (stat.presence, stat.offset) == (registry_pb2.BLOB_PRESENCE_PARTIAL, 1_000_000)
-    with pytest.raises(errors.FailedPrecondition, match="lacks 1 expected"):
+    with pytest.raises(exceptions.FailedPrecondition, match="lacks 1 expected"):
         registry.call(
             "CommitVersion",
             registry_pb2.CommitVersionRequest(

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from forgeline.client import exceptions
 from forgeline.client.refs import parse_ref
-from forgeline.common import errors
 from forgeline.registry.blobs import LocalBlobStore
 from forgeline.registry.domain import Entry, Evaluation
 from forgeline.registry.store import RegistryStore
@@ -54,14 +54,14 @@ def test_versions_number_from_one_and_start_pending(store):
 
 
 def test_create_version_validates_everything_at_once(store):
-    with pytest.raises(errors.InvalidArgument) as info:
+    with pytest.raises(exceptions.InvalidArgument) as info:
         store.create_version("Bad Name", 99, dataset_digest="xyz", spec_json="{nope")
     fields = {v.field for v in info.value.violations}
     assert fields == {"model", "kind", "lineage.dataset_digest", "lineage.spec_json"}
 
 
 def test_unknown_model_without_create_is_not_found(store):
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(exceptions.NotFound):
         store.create_version("nobody", BASE)
 
 
@@ -78,28 +78,28 @@ def test_commit_twice_and_commit_with_missing_paths_fail(store):
     v = store.create_version("m", BASE, create_model=True)
     e = put_blob(store, b"x")
     store.add_entry("m", v.number, Entry("a", e.sha256, e.size))
-    with pytest.raises(errors.FailedPrecondition, match="lacks 1 expected file"):
+    with pytest.raises(exceptions.FailedPrecondition, match="lacks 1 expected file"):
         store.commit("m", v.number, expected_paths=["a", "b"])
     store.commit("m", v.number, expected_paths=["a"])
-    with pytest.raises(errors.FailedPrecondition, match="not PENDING"):
+    with pytest.raises(exceptions.FailedPrecondition, match="not PENDING"):
         store.commit("m", v.number)
-    with pytest.raises(errors.FailedPrecondition):
+    with pytest.raises(exceptions.FailedPrecondition):
         store.add_entry("m", v.number, Entry("c", e.sha256, e.size))
 
 
 def test_entries_need_stored_blobs_and_consistent_paths(store):
     v = store.create_version("m", BASE, create_model=True)
-    with pytest.raises(errors.FailedPrecondition, match="not stored"):
+    with pytest.raises(exceptions.FailedPrecondition, match="not stored"):
         store.add_entry("m", v.number, Entry("a", "1" * 64, 3))
     e1, e2 = put_blob(store, b"one"), put_blob(store, b"two")
-    with pytest.raises(errors.InvalidArgument) as info:
+    with pytest.raises(exceptions.InvalidArgument) as info:
         store.add_entry("m", v.number, Entry("a", e1.sha256, 99))
     assert info.value.violations[0].field == "entry.size"
     store.add_entry("m", v.number, Entry("a", e1.sha256, e1.size))
     store.add_entry("m", v.number, Entry("a", e1.sha256, e1.size))  # idempotent
-    with pytest.raises(errors.InvalidArgument, match="another digest"):
+    with pytest.raises(exceptions.InvalidArgument, match="another digest"):
         store.add_entry("m", v.number, Entry("a", e2.sha256, e2.size))
-    with pytest.raises(errors.InvalidArgument):
+    with pytest.raises(exceptions.InvalidArgument):
         store.add_entry("m", v.number, Entry("../a", e2.sha256, e2.size))
 
 
@@ -111,22 +111,22 @@ def test_references_resolve_latest_ready_number_and_alias(store):
     store.set_alias("m", "prod", 1)
     assert store.get_version(parse_ref("m@prod")).aliases == ["prod"]
     for missing in ("m:3", "m@staging", "nope", "nope:1"):
-        with pytest.raises(errors.NotFound):
+        with pytest.raises(exceptions.NotFound):
             store.get_version(parse_ref(missing))
 
 
 def test_only_ready_versions_can_be_parents_aliased_or_downloaded(store):
     store.create_version("m", BASE, create_model=True)
-    with pytest.raises(errors.FailedPrecondition, match="PENDING"):
+    with pytest.raises(exceptions.FailedPrecondition, match="PENDING"):
         store.set_alias("m", "prod", 1)
-    with pytest.raises(errors.FailedPrecondition, match="PENDING"):
+    with pytest.raises(exceptions.FailedPrecondition, match="PENDING"):
         store.create_version("a", ADAPTER, parents=[parse_ref("m:1")], create_model=True)
-    with pytest.raises(errors.FailedPrecondition):
+    with pytest.raises(exceptions.FailedPrecondition):
         store.manifest(parse_ref("m:1"))
     store.fail("m", 1, "job crashed")
     failed = store.get_version(parse_ref("m:1"))
     assert failed.failure_reason == "job crashed"
-    with pytest.raises(errors.FailedPrecondition, match="FAILED"):
+    with pytest.raises(exceptions.FailedPrecondition, match="FAILED"):
         store.set_alias("m", "prod", 1)
 
 
@@ -148,7 +148,7 @@ def test_evaluation_gate_compares_with_the_current_holder(store):
     for i in range(3):
         ready(store, "m", files={"w": bytes([i])})
     gate = registry_pb2.EvaluationGate(suite="mmlu", metric="accuracy", tolerance=0.01)
-    with pytest.raises(errors.FailedPrecondition, match="no mmlu report"):
+    with pytest.raises(exceptions.FailedPrecondition, match="no mmlu report"):
         store.set_alias("m", "prod", 1, gate=gate)
     for number, acc in ((1, 0.40), (2, 0.395), (3, 0.30)):
         store.add_evaluation(
@@ -156,19 +156,19 @@ def test_evaluation_gate_compares_with_the_current_holder(store):
         )
     store.set_alias("m", "prod", 1, gate=gate)
     store.set_alias("m", "prod", 2, gate=gate)  # 0.395 >= 0.40 - 0.01
-    with pytest.raises(errors.FailedPrecondition) as info:
+    with pytest.raises(exceptions.FailedPrecondition) as info:
         store.set_alias("m", "prod", 3, gate=gate)
     assert "0.3000" in info.value.message and "0.3950" in info.value.message
     assert info.value.type == "GATE_REGRESSION"
     floor = registry_pb2.EvaluationGate(suite="mmlu", metric="accuracy", minimum=0.5)
-    with pytest.raises(errors.FailedPrecondition, match="below the minimum"):
+    with pytest.raises(exceptions.FailedPrecondition, match="below the minimum"):
         store.set_alias("m", "staging", 1, gate=floor)
     assert store.get_version(parse_ref("m@prod")).number == 2
 
 
 def test_incomplete_gate_is_invalid(store):
     ready(store, "m")
-    with pytest.raises(errors.InvalidArgument) as info:
+    with pytest.raises(exceptions.InvalidArgument) as info:
         store.set_alias("m", "prod", 1, gate=registry_pb2.EvaluationGate(suite="mmlu"))
     assert info.value.violations[0].field == "gate.metric"
 
@@ -227,7 +227,7 @@ def test_archive_and_garbage_collection(store):
     ready(store, "m", files={"w": shared, "only1": b"one"})
     ready(store, "m", files={"w": shared})
     store.set_alias("m", "prod", 1)
-    with pytest.raises(errors.FailedPrecondition, match="move them first"):
+    with pytest.raises(exceptions.FailedPrecondition, match="move them first"):
         store.archive(parse_ref("m:1"))
     store.set_alias("m", "prod", 2)
     assert store.archive(parse_ref("m:1")).state == registry_pb2.VERSION_STATE_ARCHIVED
@@ -236,11 +236,11 @@ def test_archive_and_garbage_collection(store):
     assert store.garbage_collect() == (1, 3)
     assert len(list(store.blobs.digests())) == 1  # the blob v2 still uses stays
     assert store.garbage_collect() == (0, 0)
-    with pytest.raises(errors.FailedPrecondition):
+    with pytest.raises(exceptions.FailedPrecondition):
         store.archive(parse_ref("m:1"))
 
 
 def test_duplicate_model_name(store):
     store.create_model("m")
-    with pytest.raises(errors.AlreadyExists):
+    with pytest.raises(exceptions.AlreadyExists):
         store.create_model("m")

@@ -15,11 +15,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from forgeline.client import exceptions
 from forgeline.client.channel import ChannelOptions
 from forgeline.client.refs import parse_ref
 from forgeline.client.services import RegistryClient, TrainerClient
 from forgeline.client.transfer import pull_version, push_file, push_folder
-from forgeline.common import errors
 from forgeline.common.settings import ServiceName, Settings
 from forgeline.v1 import common_pb2, registry_pb2, trainer_pb2
 from tests.conftest import ServerThread
@@ -263,7 +263,7 @@ def test_bad_dataset_and_bad_spec_fail_at_submission(suite, tmp_path):
     )
     ref = suite.upload(bad, "law-qa")
     with suite.trainer_client() as trainer:
-        with pytest.raises(errors.InvalidArgument) as info:
+        with pytest.raises(exceptions.InvalidArgument) as info:
             trainer.submit(small_spec(trainer_pb2.TRAIN_TASK_SFT, ref, "law"))
         assert [(v.field, v.description) for v in info.value.violations] == [
             (
@@ -275,7 +275,7 @@ def test_bad_dataset_and_bad_spec_fail_at_submission(suite, tmp_path):
         spec = small_spec(trainer_pb2.TRAIN_TASK_DPO, ref, "law")
         spec.lora.target_modules[:] = ["c_attn"]
         spec.hyper_parameters.max_seq_length = 100_000
-        with pytest.raises(errors.InvalidArgument) as info:
+        with pytest.raises(exceptions.InvalidArgument) as info:
             trainer.submit(spec)
         fields = [v.field for v in info.value.violations]
         assert fields == [
@@ -314,7 +314,7 @@ def test_cancel_stops_the_workers_and_registers_nothing(suite, tmp_path, ray_clu
         trainer.cancel(job.id, "changed my mind")
         final = trainer.wait(job.id)
     assert (final.state, final.error) == (common_pb2.JOB_STATE_CANCELLED, "changed my mind")
-    with suite.registry_client() as registry, pytest.raises(errors.NotFound):
+    with suite.registry_client() as registry, pytest.raises(exceptions.NotFound):
         registry.get_version("never-registered")
     deadline = time.monotonic() + 30
     while ray_cluster.available_resources().get("CPU", 0) < 2:

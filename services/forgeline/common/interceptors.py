@@ -1,7 +1,7 @@
 """Server interceptors: one error path (domain exceptions -> status codes) and bearer auth.
 
 Every handler shape (unary/streaming in and out) is wrapped, so a servicer raises
-`forgeline.common.errors` exceptions and never builds a status itself.
+`forgeline.client.exceptions` exceptions and never builds a status itself.
 """
 
 from __future__ import annotations
@@ -13,15 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
-from forgeline.common import errors
+from forgeline.client import exceptions
+from forgeline.client.status import status_for
 
 log = logging.getLogger(__name__)
-
-ERROR_DOMAIN = "forgeline.dev"
 
 OPEN_METHOD_PREFIXES = (
     "/grpc.health.v1.Health/",
@@ -30,67 +28,10 @@ OPEN_METHOD_PREFIXES = (
 )
 
 
-def _pack(message: Any) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
-
-
-def status_for(error: errors.ForgelineError) -> status_pb2.Status:
-    """Builds the `google.rpc.Status` for a domain error, with details that help the caller.
-
-    Every status carries an `ErrorInfo` whose reason is the exception class name, so the
-    client SDK can raise the same class; the specific detail type follows the error kind.
-    """
-    details = [_pack(error_details_pb2.ErrorInfo(reason=type(error).__name__, domain=ERROR_DOMAIN))]
-    if isinstance(error, errors.InvalidArgument):
-        details.append(
-            _pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.description
-                        )
-                        for v in error.violations
-                    ]
-                )
-            )
-        )
-    elif isinstance(error, errors.FailedPrecondition):
-        details.append(
-            _pack(
-                error_details_pb2.PreconditionFailure(
-                    violations=[
-                        error_details_pb2.PreconditionFailure.Violation(
-                            type=error.type, subject=error.subject, description=error.message
-                        )
-                    ]
-                )
-            )
-        )
-    elif isinstance(error, errors.NotFound | errors.AlreadyExists):
-        details.append(
-            _pack(
-                error_details_pb2.ResourceInfo(
-                    resource_type=error.resource_type,
-                    resource_name=error.name,
-                    description=error.message,
-                )
-            )
-        )
-    elif isinstance(error, errors.ResourceExhausted) and error.retry_after is not None:
-        delay = duration_pb2.Duration()
-        delay.FromNanoseconds(int(error.retry_after * 1e9))
-        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
-    return status_pb2.Status(
-        code=getattr(code_pb2, error.code.value), message=error.message, details=details
-    )
-
-
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
     if isinstance(exc, NotImplementedError):
-        exc = errors.Unimplemented(f"{method} is not implemented by this server")
-    if not isinstance(exc, errors.ForgelineError):
+        exc = exceptions.Unimplemented(f"{method} is not implemented by this server")
+    if not isinstance(exc, exceptions.ForgelineError):
         log.exception("unhandled error in %s", method, exc_info=exc)
         exc_status = status_pb2.Status(
             code=code_pb2.INTERNAL,
@@ -209,6 +150,6 @@ class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
 
         async def deny(context: grpc.aio.ServicerContext) -> None:
             reason = "missing bearer token" if not presented else "invalid bearer token"
-            raise errors.Unauthenticated(f"{reason} for {method}")
+            raise exceptions.Unauthenticated(f"{reason} for {method}")
 
         return _wrap_handler(handler, method, before=deny)

@@ -31,13 +31,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
+from forgeline.client import exceptions
 from forgeline.client.aio import AsyncInferenceClient
 from forgeline.client.channel import ChannelOptions
-from forgeline.client.errors import from_rpc_error
-from forgeline.common import errors
+from forgeline.client.status import from_rpc_error
 from forgeline.common.settings import ServiceName, Settings
 from forgeline.gateway import convert
-from forgeline.gateway.errors import ApiError, bad_request, from_domain, model_not_found
+from forgeline.gateway.api_errors import ApiError, bad_request, from_domain, model_not_found
 from forgeline.gateway.keys import ApiKey, KeyStore
 from forgeline.gateway.limits import RateLimited, RateLimiter
 from forgeline.gateway.metrics import GatewayMetrics
@@ -286,8 +286,8 @@ class Gateway:
     def rpc_error(self, err: grpc.RpcError, model: str) -> ApiError:
         """The HTTP error for a failed gRPC call."""
         exc = from_rpc_error(err)
-        if isinstance(exc, errors.ForgelineError):
-            if isinstance(exc, errors.Unauthenticated):
+        if isinstance(exc, exceptions.ForgelineError):
+            if isinstance(exc, exceptions.Unauthenticated):
                 log.error("the inference service refused the gateway's token: %s", exc)
                 return ApiError(500, "the gateway is misconfigured", "server_error")
             return from_domain(exc, model)
@@ -436,7 +436,7 @@ def create_app(config: GatewayConfig, client: AsyncInferenceClient | None = None
         """200 when the inference service answers, 503 otherwise."""
         try:
             await gateway.client.list_models(timeout=2.0)
-        except (errors.ForgelineError, grpc.RpcError) as exc:
+        except (exceptions.ForgelineError, grpc.RpcError) as exc:
             log.warning("health: inference service unavailable: %s", exc)
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
@@ -449,7 +449,7 @@ def create_app(config: GatewayConfig, client: AsyncInferenceClient | None = None
     async def served(key: ApiKey) -> list[inference_pb2.ServedModel]:
         try:
             models = await gateway.client.list_models()
-        except errors.Unavailable as exc:
+        except exceptions.Unavailable as exc:
             raise ApiError(503, str(exc), "server_error", None, "engine_unavailable") from None
         except grpc.RpcError as err:
             raise gateway.rpc_error(err, "") from None

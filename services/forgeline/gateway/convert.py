@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from forgeline.gateway.errors import bad_request
+from forgeline.gateway.api_errors import bad_request
 from forgeline.gateway.protocol import (
     MAX_STOP,
     ChatChoice,

@@ -7,7 +7,7 @@ away can be aborted in the engine, and unloading a model aborts what still runs 
 while unloading an adapter lets its running requests finish first.
 
 No grpc here: the servicer (`forgeline.inference.service`) converts protobuf and calls
-these methods; errors are `forgeline.common.errors` exceptions.
+these methods; errors are `forgeline.client.exceptions` exceptions.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from forgeline.common.errors import (
+from forgeline.client.exceptions import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,

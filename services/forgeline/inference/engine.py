@@ -21,7 +21,7 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any, Protocol
 
-from forgeline.common.errors import FailedPrecondition, InvalidArgument, Unavailable
+from forgeline.client.exceptions import FailedPrecondition, InvalidArgument, Unavailable
 from forgeline.inference.types import (
     CompletionDelta,
     EngineOptions,

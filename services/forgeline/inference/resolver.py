@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Protocol
 
 from forgeline.client.channel import ChannelOptions
+from forgeline.client.exceptions import FailedPrecondition, InvalidArgument, NotFound
 from forgeline.client.refs import RefError, format_ref, parse_ref
 from forgeline.client.services import RegistryClient
-from forgeline.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from forgeline.common.settings import ServiceName, Settings, cache_dir
 from forgeline.v1 import common_pb2, registry_pb2
 

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from forgeline.client.exceptions import FieldViolation, InvalidArgument, Violations
 from forgeline.client.refs import RefError, parse_ref
-from forgeline.common.errors import FieldViolation, InvalidArgument, Violations
 from forgeline.v1 import inference_pb2
 
 # vLLM accepts only these values for the highest LoRA rank an engine reserves room for.

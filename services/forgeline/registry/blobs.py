@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from forgeline.common import errors
+from forgeline.client import exceptions
 
 DIGEST_PATTERN = re.compile(r"[0-9a-f]{64}")
 _HASH_BLOCK = 4 * 1024 * 1024
@@ -32,7 +32,7 @@ def check_digest(digest: str, field: str = "sha256") -> str:
         InvalidArgument: it is not; names `field`.
     """
     if not DIGEST_PATTERN.fullmatch(digest):
-        raise errors.InvalidArgument(field, f"{digest!r} is not a lower-case hex sha256")
+        raise exceptions.InvalidArgument(field, f"{digest!r} is not a lower-case hex sha256")
     return digest
 
 
@@ -118,7 +118,7 @@ class _LocalWriter(BlobWriter):
             self.path = store.partial_path(digest)
         else:
             if offset:
-                raise errors.FailedPrecondition(
+                raise exceptions.FailedPrecondition(
                     f"another upload of {digest[:12]} is in progress; retry from offset 0 or later",
                     subject=f"blobs/{digest}",
                     type="UPLOAD_IN_PROGRESS",
@@ -127,7 +127,7 @@ class _LocalWriter(BlobWriter):
         try:
             have = self.path.stat().st_size if self.path.exists() else 0
             if offset > have:
-                raise errors.FailedPrecondition(
+                raise exceptions.FailedPrecondition(
                     f"upload of {digest[:12]} cannot resume at {offset}: the store has {have} "
                     "bytes; resume from there",
                     subject=f"blobs/{digest}",
@@ -150,7 +150,7 @@ class _LocalWriter(BlobWriter):
 
     def write(self, chunk: bytes) -> None:
         if self.offset + len(chunk) > self.size:
-            raise errors.InvalidArgument(
+            raise exceptions.InvalidArgument(
                 "header.size", f"received more than the declared {self.size} bytes"
             )
         self._file.write(chunk)
@@ -160,7 +160,7 @@ class _LocalWriter(BlobWriter):
     def finish(self) -> None:
         try:
             if self.offset != self.size:
-                raise errors.InvalidArgument(
+                raise exceptions.InvalidArgument(
                     "header.size",
                     f"upload ended at byte {self.offset} of a declared {self.size}; "
                     f"resume from offset {self.offset}",
@@ -169,7 +169,7 @@ class _LocalWriter(BlobWriter):
             if actual != self.digest:
                 self._file.close()
                 self.path.unlink(missing_ok=True)
-                raise errors.InvalidArgument(
+                raise exceptions.InvalidArgument(
                     "header.sha256", f"content hashes to {actual}, not the declared {self.digest}"
                 )
             self._file.flush()
@@ -242,7 +242,7 @@ class LocalBlobStore(BlobStore):
         try:
             return open(self.blob_path(digest), "rb")
         except FileNotFoundError:
-            raise errors.NotFound("blob", digest) from None
+            raise exceptions.NotFound("blob", digest) from None
 
     def delete(self, digest: str) -> int:
         path = self.blob_path(digest)

@@ -6,9 +6,8 @@ import posixpath
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from forgeline.client import digests
+from forgeline.client import digests, exceptions
 from forgeline.client.refs import RefError, check_name
-from forgeline.common import errors
 from forgeline.common.jobs.model import to_timestamp
 from forgeline.v1 import common_pb2, registry_pb2
 
@@ -56,7 +55,7 @@ def check_path(path: str, field: str = "path") -> str:
     elif posixpath.normpath(path) != path:
         problem = "is not normalized"
     if problem:
-        raise errors.InvalidArgument(field, f"{path!r} {problem}")
+        raise exceptions.InvalidArgument(field, f"{path!r} {problem}")
     return path
 
 
@@ -69,7 +68,7 @@ def check_model_name(name: str, field: str = "name") -> str:
     try:
         return check_name(name, field)
     except RefError as exc:
-        raise errors.InvalidArgument(field, str(exc)) from None
+        raise exceptions.InvalidArgument(field, str(exc)) from None
 
 
 def ref_from_pb(ref: common_pb2.ModelRef, field: str = "ref") -> common_pb2.ModelRef:
@@ -83,7 +82,7 @@ def ref_from_pb(ref: common_pb2.ModelRef, field: str = "ref") -> common_pb2.Mode
     if selector == "alias":
         check_model_name(ref.alias, f"{field}.alias")
     elif selector == "version" and ref.version == 0:
-        raise errors.InvalidArgument(f"{field}.version", "versions start at 1")
+        raise exceptions.InvalidArgument(f"{field}.version", "versions start at 1")
     return ref
 
 
@@ -180,7 +179,7 @@ class Evaluation:
         Raises:
             InvalidArgument: no suite or no metrics.
         """
-        v = errors.Violations()
+        v = exceptions.Violations()
         v.check(bool(pb.suite), "evaluation.suite", "is required")
         v.check(bool(pb.metrics), "evaluation.metrics", "at least one metric is required")
         v.raise_if_any()

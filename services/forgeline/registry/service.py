@@ -6,8 +6,8 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from forgeline.client import exceptions
 from forgeline.client.refs import parse_ref
-from forgeline.common import errors
 from forgeline.common.server import ForgelineServer, Offloaded, Service, build_server
 from forgeline.common.settings import Settings
 from forgeline.registry.blobs import LocalBlobStore, check_digest
@@ -108,7 +108,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         """Receives one file: header, then chunks; verifies and adds it to the manifest."""
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("part") != "header":
-            raise errors.InvalidArgument("header", "the first message must be the header")
+            raise exceptions.InvalidArgument("header", "the first message must be the header")
         h = first.header
         check_digest(h.sha256, "header.sha256")
         await self.store.check_upload(h.model, h.version, h.path)
@@ -122,7 +122,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             try:
                 async for message in request_iterator:
                     if message.WhichOneof("part") != "chunk":
-                        raise errors.InvalidArgument("chunk", "only chunks may follow the header")
+                        raise exceptions.InvalidArgument(
+                            "chunk", "only chunks may follow the header"
+                        )
                     # Write (and hash) one chunk while the next one is being received.
                     if writing is not None:
                         await writing
@@ -154,7 +156,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         """Streams one file of a READY version from an offset."""
         entry = await self.store.entry(request.ref, request.path)
         if request.offset > entry.size:
-            raise errors.InvalidArgument(
+            raise exceptions.InvalidArgument(
                 "offset", f"{request.offset} is beyond the file's {entry.size} bytes"
             )
         blob = self.blobs.open(entry.sha256)

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from forgeline.common import errors
+from forgeline.client import exceptions
 from forgeline.common.jobs.model import as_utc, utcnow
 from forgeline.common.jobs.store import make_engine
 from forgeline.registry import domain
@@ -69,7 +69,7 @@ def _after(token: str) -> int | None:
     try:
         return int(json.loads(base64.urlsafe_b64decode(token.encode()))["id"])
     except (ValueError, KeyError, TypeError):
-        raise errors.InvalidArgument(
+        raise exceptions.InvalidArgument(
             "page.page_token", "not a token from a previous page"
         ) from None
 
@@ -113,7 +113,7 @@ class RegistryStore:
         check_model_name(name, field)
         row = s.scalars(select(ModelRow).where(ModelRow.name == name)).one_or_none()
         if row is None:
-            raise errors.NotFound("model", name)
+            raise exceptions.NotFound("model", name)
         return row
 
     def _version(self, s: Session, model: str, number: int, field: str = "model") -> VersionRow:
@@ -122,7 +122,7 @@ class RegistryStore:
             select(VersionRow).where(VersionRow.model_id == m.id, VersionRow.number == number)
         ).one_or_none()
         if row is None:
-            raise errors.NotFound("version", f"{model}:{number}")
+            raise exceptions.NotFound("version", f"{model}:{number}")
         return row
 
     def _resolve(self, s: Session, ref: common_pb2.ModelRef, field: str = "ref") -> VersionRow:
@@ -134,7 +134,7 @@ class RegistryStore:
         if selector == "alias":
             alias = s.get(AliasRow, (m.id, ref.alias))
             if alias is None:
-                raise errors.NotFound("alias", f"{ref.name}@{ref.alias}")
+                raise exceptions.NotFound("alias", f"{ref.name}@{ref.alias}")
             return s.get(VersionRow, alias.version_id)
         row = s.scalars(
             select(VersionRow)
@@ -143,13 +143,15 @@ class RegistryStore:
             .limit(1)
         ).one_or_none()
         if row is None:
-            raise errors.NotFound("version", ref.name, f"model {ref.name!r} has no READY version")
+            raise exceptions.NotFound(
+                "version", ref.name, f"model {ref.name!r} has no READY version"
+            )
         return row
 
     def _ready(self, s: Session, ref: common_pb2.ModelRef, field: str = "ref") -> VersionRow:
         row = self._resolve(s, ref, field)
         if row.state != READY:
-            raise errors.FailedPrecondition(
+            raise exceptions.FailedPrecondition(
                 f"version {row.model.name}:{row.number} is {_STATE(row.state)}; only READY "
                 "versions can be used",
                 subject=f"models/{row.model.name}/versions/{row.number}",
@@ -160,7 +162,7 @@ class RegistryStore:
     def _pending(self, s: Session, model: str, number: int) -> VersionRow:
         row = self._version(s, model, number)
         if row.state != PENDING:
-            raise errors.FailedPrecondition(
+            raise exceptions.FailedPrecondition(
                 f"version {model}:{number} is {_STATE(row.state)}, not PENDING",
                 subject=f"models/{model}/versions/{number}",
                 type="VERSION_STATE",
@@ -239,7 +241,7 @@ class RegistryStore:
                 s.flush()
                 return self._to_model(s, row)
         except IntegrityError:
-            raise errors.AlreadyExists("model", name) from None
+            raise exceptions.AlreadyExists("model", name) from None
 
     def get_model(self, name: str) -> domain.Model:
         """Returns a model.
@@ -291,10 +293,10 @@ class RegistryStore:
             NotFound: the model (unless `create_model`) or a parent does not exist.
             FailedPrecondition: a parent is not READY.
         """
-        v = errors.Violations()
+        v = exceptions.Violations()
         try:
             check_model_name(model, "model")
-        except errors.InvalidArgument as exc:
+        except exceptions.InvalidArgument as exc:
             v.items += exc.violations
         v.check(
             kind in registry_pb2.VersionKind.values() and kind != 0,
@@ -317,7 +319,7 @@ class RegistryStore:
             m = s.scalars(select(ModelRow).where(ModelRow.name == model)).one_or_none()
             if m is None:
                 if not create_model:
-                    raise errors.NotFound("model", model)
+                    raise exceptions.NotFound("model", model)
                 m = ModelRow(name=model, description="", create_time=now)
                 s.add(m)
                 s.flush()
@@ -423,13 +425,13 @@ class RegistryStore:
         check_path(entry.path, f"{field}.path")
         size = self.blobs.size_of(entry.sha256)
         if size is None:
-            raise errors.FailedPrecondition(
+            raise exceptions.FailedPrecondition(
                 f"blob {entry.sha256} is not stored; upload it first",
                 subject=f"blobs/{entry.sha256}",
                 type="BLOB_MISSING",
             )
         if size != entry.size:
-            raise errors.InvalidArgument(
+            raise exceptions.InvalidArgument(
                 f"{field}.size", f"the stored blob has {size} bytes, not {entry.size}"
             )
         with self._write() as s:
@@ -437,7 +439,7 @@ class RegistryStore:
             existing = s.get(EntryRow, (row.id, entry.path))
             if existing is not None:
                 if existing.sha256 != entry.sha256:
-                    raise errors.InvalidArgument(
+                    raise exceptions.InvalidArgument(
                         f"{field}.path",
                         f"{entry.path!r} was already uploaded with another digest",
                     )
@@ -474,7 +476,7 @@ class RegistryStore:
             row = self._ready(s, ref)
             e = s.get(EntryRow, (row.id, path))
             if e is None:
-                raise errors.NotFound("file", f"{row.model.name}:{row.number}/{path}")
+                raise exceptions.NotFound("file", f"{row.model.name}:{row.number}/{path}")
             return Entry(e.path, e.sha256, e.size)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -498,7 +500,7 @@ class RegistryStore:
             present = {e.path for e in entries}
             missing = sorted(set(expected_paths) - present)
             if missing:
-                raise errors.FailedPrecondition(
+                raise exceptions.FailedPrecondition(
                     f"version {model}:{number} lacks {len(missing)} expected file(s): "
                     + ", ".join(missing[:10]),
                     subject=f"models/{model}/versions/{number}",
@@ -506,7 +508,7 @@ class RegistryStore:
                 )
             gone = [e.path for e in entries if self.blobs.size_of(e.sha256) != e.size]
             if gone:
-                raise errors.FailedPrecondition(
+                raise exceptions.FailedPrecondition(
                     f"blobs of {', '.join(gone[:10])} are missing from the store",
                     subject=f"models/{model}/versions/{number}",
                     type="BLOB_MISSING",
@@ -546,7 +548,7 @@ class RegistryStore:
             row = self._resolve(s, ref)
             subject = f"models/{row.model.name}/versions/{row.number}"
             if row.state not in (READY, FAILED):
-                raise errors.FailedPrecondition(
+                raise exceptions.FailedPrecondition(
                     f"version {row.model.name}:{row.number} is {_STATE(row.state)}; only READY or "
                     "FAILED versions can be archived",
                     subject=subject,
@@ -554,7 +556,7 @@ class RegistryStore:
                 )
             aliases = s.scalars(select(AliasRow.name).where(AliasRow.version_id == row.id)).all()
             if aliases:
-                raise errors.FailedPrecondition(
+                raise exceptions.FailedPrecondition(
                     f"aliases {', '.join(sorted(aliases))} point at {row.model.name}:{row.number}; "
                     "move them first",
                     subject=subject,
@@ -586,7 +588,7 @@ class RegistryStore:
         """
         check_model_name(alias, "alias")
         if gate is not None and (gate.suite or gate.metric):
-            v = errors.Violations()
+            v = exceptions.Violations()
             v.check(bool(gate.suite), "gate.suite", "is required when a gate is given")
             v.check(bool(gate.metric), "gate.metric", "is required when a gate is given")
             v.check(gate.tolerance >= 0, "gate.tolerance", "must not be negative")
@@ -640,13 +642,13 @@ class RegistryStore:
         subject = f"models/{row.model.name}/aliases/{alias}"
         value = self._latest_metric(s, row.id, gate.suite, gate.metric)
         if value is None:
-            raise errors.FailedPrecondition(
+            raise exceptions.FailedPrecondition(
                 f"{name} has no {gate.suite} report with metric {gate.metric!r}; evaluate it first",
                 subject=subject,
                 type="GATE_NO_REPORT",
             )
         if gate.HasField("minimum") and value < gate.minimum:
-            raise errors.FailedPrecondition(
+            raise exceptions.FailedPrecondition(
                 f"{name} has {gate.suite}/{gate.metric} = {value:.4f}, below the minimum "
                 f"{gate.minimum:.4f}",
                 subject=subject,
@@ -657,7 +659,7 @@ class RegistryStore:
         held = self._latest_metric(s, holder_id, gate.suite, gate.metric)
         if held is not None and value < held - gate.tolerance:
             holder = s.get(VersionRow, holder_id)
-            raise errors.FailedPrecondition(
+            raise exceptions.FailedPrecondition(
                 f"{name} has {gate.suite}/{gate.metric} = {value:.4f}, but {alias} holds "
                 f"{holder.model.name}:{holder.number} with {held:.4f} (tolerance "
                 f"{gate.tolerance:.4f})",
@@ -676,7 +678,7 @@ class RegistryStore:
             m = self._model(s, model, "model")
             current = s.get(AliasRow, (m.id, alias))
             if current is None:
-                raise errors.NotFound("alias", f"{model}@{alias}")
+                raise exceptions.NotFound("alias", f"{model}@{alias}")
             previous = s.get(VersionRow, current.version_id).number
             s.delete(current)
             s.add(

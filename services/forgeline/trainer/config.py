@@ -13,8 +13,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from forgeline.client.exceptions import FieldViolation
 from forgeline.client.refs import RefError, check_name, format_ref
-from forgeline.common.errors import FieldViolation
 from forgeline.v1 import common_pb2, trainer_pb2
 
 DEFAULT_LORA_RANK = 8

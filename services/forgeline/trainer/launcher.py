@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forgeline.common import errors
+from forgeline.client import exceptions
 from forgeline.trainer.artifacts import RegistryAddress, RegistryArtifacts
 from forgeline.trainer.config import Task, TrainConfig
 from forgeline.trainer.worker import Inputs, StopRequested
@@ -76,7 +76,7 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-class TrainingFailed(errors.ForgelineError):
+class TrainingFailed(exceptions.ForgelineError):
     """The workers raised; the message carries the worker's error."""
 
 

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from forgeline.common import errors
-from forgeline.common.errors import FieldViolation
+from forgeline.client import exceptions
+from forgeline.client.exceptions import FieldViolation
 from forgeline.trainer import data as data_mod
 from forgeline.trainer.artifacts import Artifacts, VersionInfo
 from forgeline.trainer.config import (
@@ -107,14 +107,14 @@ def read_model_info(folder: Path) -> ModelInfo:
     folder = Path(folder)
     config_path = folder / "config.json"
     if not config_path.exists():
-        raise errors.FailedPrecondition(f"{folder.name} has no config.json; is it a model?")
+        raise exceptions.FailedPrecondition(f"{folder.name} has no config.json; is it a model?")
     config = json.loads(config_path.read_text())
     text = config.get("text_config", config)
     shapes: dict[str, tuple[int, ...]] = {}
     num_params = 0
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise errors.FailedPrecondition(f"{folder.name} has no .safetensors weights")
+        raise exceptions.FailedPrecondition(f"{folder.name} has no .safetensors weights")
     for file in files:
         with open(file, "rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))
@@ -293,7 +293,7 @@ class Plan:
         InvalidArgument: with every problem, when there is any.
         """
         if self.problems:
-            raise errors.InvalidArgument.from_violations(self.problems)
+            raise exceptions.InvalidArgument.from_violations(self.problems)
 
     def to_pb(self) -> trainer_pb2.PlanTrainJobResponse:
         """The `PlanTrainJobResponse` message."""
@@ -388,7 +388,7 @@ class Planner:
             base_dir = self.artifacts.pull(base.ref)
             try:
                 info = read_model_info(base_dir)
-            except errors.FailedPrecondition as exc:
+            except exceptions.FailedPrecondition as exc:
                 plan.problems.append(FieldViolation("spec.base_model", exc.message))
         if info is not None:
             self._check_model(plan, info)
@@ -427,7 +427,7 @@ class Planner:
             text = f"{ref.name}@{ref.alias}"
         try:
             version = self.artifacts.resolve(text)
-        except errors.NotFound as exc:
+        except exceptions.NotFound as exc:
             plan.problems.append(FieldViolation(path, f"{text}: {exc.message}"))
             return None
         if version.kind not in kinds:

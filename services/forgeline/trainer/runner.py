@@ -20,7 +20,7 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from forgeline.common import errors
+from forgeline.client import exceptions
 from forgeline.common.jobs import JobContext, JobResult
 from forgeline.trainer.artifacts import Artifacts, Registration, RegistryAddress, VersionInfo
 from forgeline.trainer.config import TrainConfig
@@ -75,7 +75,7 @@ class TrainRunner:
         cfg = TrainConfig.from_pb(ctx.spec)
         journal = _Journal(ctx)
         if ctx.resume and not cfg.checkpoints.resume_enabled:
-            raise errors.FailedPrecondition(
+            raise exceptions.FailedPrecondition(
                 "the service restarted while the job was running and "
                 "checkpointing.resume_enabled is false"
             )
@@ -275,5 +275,5 @@ def _archive(artifacts: Artifacts, version: VersionInfo) -> None:
                 ref=common_pb2.ModelRef(name=version.model, version=version.number)
             ),
         )
-    except errors.ForgelineError:
+    except exceptions.ForgelineError:
         log.warning("could not archive %s after the job was cancelled", version.ref)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from forgeline.common.errors import InvalidArgument
+from forgeline.client.exceptions import InvalidArgument
 from forgeline.common.job_service import JobRpcs, build_job_server
 from forgeline.common.jobs import Runner
 from forgeline.common.server import ForgelineServer

@@ -1,7 +1,7 @@
 """Asyncio clients (`grpc.aio`), for callers that live on an event loop, like the gateway.
 
 Same options and error conversion as the blocking clients: a bearer token on every call,
-optional TLS, gRPC's retry policy on UNAVAILABLE, and `forgeline.common.errors`
+optional TLS, gRPC's retry policy on UNAVAILABLE, and `forgeline.client.exceptions`
 exceptions instead of raw status codes.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from forgeline.client.channel import ChannelOptions, channel_arguments, tls_credentials
-from forgeline.client.errors import raise_for_rpc_error
+from forgeline.client.status import raise_for_rpc_error
 from forgeline.v1 import inference_pb2, inference_pb2_grpc
 
 
@@ -64,7 +64,7 @@ class AsyncInferenceClient:
         """Starts a Generate stream and returns the call (iterate it; `cancel()` aborts).
 
         Errors surface as `grpc.aio.AioRpcError` while iterating; pass them to
-        `forgeline.client.errors.raise_for_rpc_error` for domain exceptions.
+        `forgeline.client.status.raise_for_rpc_error` for domain exceptions.
         """
         return self.stub.Generate(request, metadata=self._metadata(metadata), timeout=timeout)
 

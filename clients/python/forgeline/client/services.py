@@ -1,7 +1,7 @@
 """Typed clients, one per service, over `open_channel`.
 
 Every method converts gRPC errors into Forgeline's domain exceptions
-(`forgeline.common.errors`). Job clients share one implementation (`JobClient`): submit,
+(`forgeline.client.exceptions`). Job clients share one implementation (`JobClient`): submit,
 get, list, cancel, and a `watch` iterator that reconnects after UNAVAILABLE from the last
 sequence number it saw, so a restart of the service loses and repeats nothing.
 """
@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 
 from forgeline.client.channel import ChannelOptions, open_channel
-from forgeline.client.errors import raise_for_rpc_error
 from forgeline.client.refs import parse_ref
+from forgeline.client.status import raise_for_rpc_error
 from forgeline.v1 import (
     common_pb2,
     evaluator_pb2,

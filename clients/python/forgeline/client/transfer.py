@@ -20,11 +20,11 @@ from typing import Any
 
 import grpc
 
+from forgeline.client import exceptions
 from forgeline.client.digests import manifest_digest, sha256_file
-from forgeline.client.errors import raise_for_rpc_error
 from forgeline.client.refs import parse_ref
 from forgeline.client.services import RegistryClient
-from forgeline.common import errors
+from forgeline.client.status import raise_for_rpc_error
 from forgeline.v1 import registry_pb2
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def push_files(
         wanted = manifest_digest((rel, sha, size) for rel, (sha, size) in digests.items())
         try:
             latest = registry.get_version(model)
-        except errors.NotFound:  # no READY version yet: push normally
+        except exceptions.NotFound:  # no READY version yet: push normally
             latest = None
         if latest is not None and latest.manifest_digest == wanted and latest.kind == kind:
             return latest

@@ -21,7 +21,7 @@ from typing import Generic, Protocol, TypeVar
 
 from google.protobuf.message import Message
 
-from forgeline.common import errors
+from forgeline.client import exceptions
 from forgeline.common.jobs.model import Job, JobEvent
 from forgeline.common.jobs.store import JobStore
 from forgeline.v1 import common_pb2
@@ -204,7 +204,7 @@ class JobManager(Generic[SpecT]):
         """
         job = self.store.get(job_id)
         if job.kind != self.kind:
-            raise errors.NotFound("job", job_id)
+            raise exceptions.NotFound("job", job_id)
         return job, self.spec_type.FromString(self.store.get_spec(job_id))
 
     def cancel(self, job_id: str, reason: str = "cancelled by request") -> Job:
@@ -216,7 +216,7 @@ class JobManager(Generic[SpecT]):
         """
         job, _ = self.get(job_id)
         if job.terminal:
-            raise errors.FailedPrecondition(
+            raise exceptions.FailedPrecondition(
                 f"job {job_id} already ended ({common_pb2.JobState.Name(job.state)})",
                 subject=f"jobs/{job_id}",
                 type="JOB_STATE",
@@ -329,7 +329,7 @@ class JobManager(Generic[SpecT]):
                 shutil.rmtree(work_dir, ignore_errors=True)
                 return
             raise  # service shutdown: leave it RUNNING so the next start resumes or fails it
-        except errors.ForgelineError as exc:
+        except exceptions.ForgelineError as exc:
             self._record(job_id, _state_event(common_pb2.JOB_STATE_FAILED, exc.message))
             return
         except Exception as exc:

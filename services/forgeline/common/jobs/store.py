@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from forgeline.common import errors
+from forgeline.client import exceptions
 from forgeline.common.jobs.model import (
     TERMINAL_STATES,
     Job,
@@ -136,7 +136,7 @@ def decode_page_token(token: str) -> int | None:
     try:
         return int(json.loads(base64.urlsafe_b64decode(token.encode()))["row"])
     except (ValueError, KeyError, TypeError):
-        raise errors.InvalidArgument(
+        raise exceptions.InvalidArgument(
             "page.page_token", "not a token from a previous page"
         ) from None
 
@@ -165,7 +165,7 @@ class JobStore:
             query = query.with_for_update()
         row = session.scalars(query).one_or_none()
         if row is None:
-            raise errors.NotFound("job", job_id)
+            raise exceptions.NotFound("job", job_id)
         return row
 
     def create(self, kind: int, spec: bytes, labels: dict[str, str] | None = None) -> Job:
@@ -274,7 +274,7 @@ class JobStore:
         if payload == "state":
             new = event_pb.state.state
             if row.last_event_seq and new not in _ALLOWED.get(row.state, set()):
-                raise errors.FailedPrecondition(
+                raise exceptions.FailedPrecondition(
                     f"job {row.id} is {common_pb2.JobState.Name(row.state)}; "
                     f"it cannot become {common_pb2.JobState.Name(new)}",
                     subject=f"jobs/{row.id}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from forgeline.common import errors
+from forgeline.client import exceptions
 from forgeline.gateway.protocol import ErrorInfo, ErrorResponse
 
 
@@ -72,18 +72,18 @@ def _param(field: str) -> str:
     return field.split(".")[0] if field else field
 
 
-def from_domain(exc: errors.ForgelineError, model: str = "") -> ApiError:
+def from_domain(exc: exceptions.ForgelineError, model: str = "") -> ApiError:
     """Maps an inference-service error to the HTTP error a client should see."""
-    if isinstance(exc, errors.NotFound):
+    if isinstance(exc, exceptions.NotFound):
         return model_not_found(model) if model else ApiError(404, exc.message)
-    if isinstance(exc, errors.InvalidArgument):
+    if isinstance(exc, exceptions.InvalidArgument):
         field = exc.violations[0].field if exc.violations else ""
         return bad_request(exc.message, _param(field) or None)
-    if isinstance(exc, errors.FailedPrecondition):
+    if isinstance(exc, exceptions.FailedPrecondition):
         return bad_request(exc.message, code=exc.type.lower() or None)
-    if isinstance(exc, errors.ResourceExhausted):
+    if isinstance(exc, exceptions.ResourceExhausted):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after else {}
         return ApiError(429, exc.message, "requests", None, "rate_limit_exceeded", headers)
-    if isinstance(exc, errors.Unavailable):
+    if isinstance(exc, exceptions.Unavailable):
         return ApiError(503, exc.message, "server_error", None, "engine_unavailable")
     return ApiError(500, f"the inference service failed: {exc.message}", "server_error")

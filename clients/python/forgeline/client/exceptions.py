@@ -1,8 +1,8 @@
-"""Domain exceptions raised by service cores.
+"""Domain exceptions: raised by service cores, rebuilt from the wire by the SDK.
 
 The cores never import grpc: they raise these, and one server interceptor
 (`forgeline.common.interceptors`) maps each to its gRPC status code with `google.rpc`
-error details. Clients get the same classes back from `forgeline.client.errors`.
+error details. Clients get the same classes back from `forgeline.client.status`.
 """
 
 from __future__ import annotations
