@@ -24,10 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from forgeline.client.cache import VersionCache  # noqa: E402
 from forgeline.client.channel import ChannelOptions  # noqa: E402
-from forgeline.client.digests import sha256_file  # noqa: E402
-from forgeline.client.services import RegistryClient  # noqa: E402
-from forgeline.client.transfer import pull_version, upload_file  # noqa: E402
+from forgeline.client.manifests import sha256_file  # noqa: E402
+from forgeline.client.registry import RegistryClient  # noqa: E402
+from forgeline.client.transfer import upload_file  # noqa: E402
 from forgeline.v1 import registry_pb2  # noqa: E402
 from tests.helpers import start_process  # noqa: E402
 
@@ -57,17 +58,13 @@ def bench_chunk(src: Path, work: Path, chunk: int, digest: tuple[str, int]) -> d
         registry = RegistryClient(f"127.0.0.1:{port}", ChannelOptions(retries=False))
 
         def new_version() -> int:
-            return registry.call(
-                "CreateVersion",
-                registry_pb2.CreateVersionRequest(
-                    model="bench", kind=registry_pb2.VERSION_KIND_BASE, create_model=True
-                ),
-            ).version.number
+            version = registry.create_version(
+                "bench", registry_pb2.VERSION_KIND_BASE, create_model=True
+            )
+            return version.number
 
         def commit(number: int) -> None:
-            registry.call(
-                "CommitVersion", registry_pb2.CommitVersionRequest(model="bench", version=number)
-            )
+            registry.commit_version("bench", number)
 
         v1 = new_version()
         up_s, (_, sent) = timed(
@@ -76,7 +73,9 @@ def bench_chunk(src: Path, work: Path, chunk: int, digest: tuple[str, int]) -> d
             )
         )
         commit(v1)
-        down_s, _ = timed(lambda: pull_version(registry, f"bench:{v1}", work / f"pull-{chunk}"))
+        down_s, _ = timed(
+            lambda: VersionCache(registry, work / f"pull-{chunk}").pull(f"bench:{v1}")
+        )
         v2 = new_version()
         dedupe_s, (_, resent) = timed(
             lambda: upload_file(registry, "bench", v2, "w.bin", src, digest=digest)

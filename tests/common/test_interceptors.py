@@ -10,7 +10,7 @@ from grpc_status import rpc_status
 
 from forgeline.client import exceptions
 from forgeline.client.channel import ChannelOptions, open_channel
-from forgeline.client.services import TrainerClient
+from forgeline.client.jobs import TrainerClient
 from forgeline.common.server import Service, build_server
 from forgeline.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from tests.conftest import serving

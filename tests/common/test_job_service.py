@@ -11,8 +11,9 @@ import pytest
 
 from forgeline.client import exceptions
 from forgeline.client.channel import ChannelOptions
-from forgeline.client.services import TrainerClient
+from forgeline.client.jobs import TrainerClient
 from forgeline.common.jobs import JobContext, JobResult
+from forgeline.trainer.plan import Plan
 from forgeline.trainer.service import create_server
 from forgeline.v1 import common_pb2, trainer_pb2
 from tests.conftest import ServerThread, serving
@@ -50,8 +51,25 @@ class GatedRunner:
         return JobResult(outputs=["law-adapter:1"], metrics={"final_loss": 0.25})
 
 
+class AcceptingPlanner:
+    """Stores every spec as given: the job machinery is under test, not planning."""
+
+    gpus_available = False
+    memory_per_worker = 0
+
+    def validate(self, spec: trainer_pb2.TrainJobSpec) -> trainer_pb2.TrainJobSpec:
+        return spec
+
+    def plan(self, spec: trainer_pb2.TrainJobSpec) -> Plan:
+        return Plan(spec=spec)
+
+
+def trainer_server(settings, runner):
+    return create_server(settings, planner=AcceptingPlanner(), runner=runner)[0]
+
+
 def start(settings, runner) -> ServerThread:
-    return ServerThread(lambda: create_server(settings, runner)[0]).start()
+    return ServerThread(lambda: trainer_server(settings, runner)).start()
 
 
 def wait_until(predicate, timeout: float = 20.0) -> None:
@@ -67,7 +85,7 @@ def client(server: ServerThread) -> TrainerClient:
 
 def test_submit_runs_and_watch_replays_everything(settings_for):
     runner = GatedRunner(steps=3)
-    with serving(lambda: create_server(settings_for("trainer"), runner)[0]) as server:
+    with serving(lambda: trainer_server(settings_for("trainer"), runner)) as server:
         trainer = client(server)
         job = trainer.submit(SPEC)
         assert job.state == common_pb2.JOB_STATE_QUEUED
@@ -90,7 +108,7 @@ def test_submit_runs_and_watch_replays_everything(settings_for):
 
 def test_watch_reconnecting_with_last_seq_gets_each_later_event_once(settings_for):
     runner = GatedRunner(steps=6, pause_at=4)
-    with serving(lambda: create_server(settings_for("trainer"), runner)[0]) as server:
+    with serving(lambda: trainer_server(settings_for("trainer"), runner)) as server:
         trainer = client(server)
         job = trainer.submit(SPEC)
         runner.paused.wait(20)
@@ -109,7 +127,7 @@ def test_watch_reconnecting_with_last_seq_gets_each_later_event_once(settings_fo
 
 def test_cancel_running_and_queued_jobs(settings_for):
     runner = GatedRunner(steps=3, pause_at=2)
-    with serving(lambda: create_server(settings_for("trainer"), runner)[0]) as server:
+    with serving(lambda: trainer_server(settings_for("trainer"), runner)) as server:
         trainer = client(server)
         running = trainer.submit(SPEC)
         queued = trainer.submit(SPEC)
@@ -130,7 +148,7 @@ def test_cancel_running_and_queued_jobs(settings_for):
 
 
 def test_unknown_job_is_not_found(settings_for):
-    with serving(lambda: create_server(settings_for("trainer"), GatedRunner())[0]) as server:
+    with serving(lambda: trainer_server(settings_for("trainer"), GatedRunner())) as server:
         with pytest.raises(exceptions.NotFound):
             client(server).get("job-missing")
         with pytest.raises(exceptions.NotFound):

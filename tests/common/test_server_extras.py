@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from forgeline.client import exceptions
 from forgeline.client.channel import open_channel
-from forgeline.client.services import RegistryClient
+from forgeline.client.registry import RegistryClient
 from forgeline.common.logs import JsonFormatter
 from forgeline.registry.service import create_server
 from tests.conftest import ServerThread, serving

@@ -1,4 +1,6 @@
-"""Fixtures for gateway tests: the app served by uvicorn in a background thread."""
+"""Fixtures for gateway tests: the app served by uvicorn in a background thread, and an
+inference server on fake engines for it (or the asyncio SDK) to talk to.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +8,17 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 
+from forgeline.client import ChannelOptions, InferenceClient
+from forgeline.common.settings import Settings
 from forgeline.gateway.server import bind
+from forgeline.inference.resolver import LocalResolver
+from forgeline.inference.service import create_server
+from tests.conftest import ServerThread, serving
+from tests.inference.fakes import FakeEngine, FakeEngineFactory
 
 
 @contextmanager
@@ -32,3 +41,24 @@ def serve_app(app) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@contextmanager
+def fake_inference(root: Path, factory: FakeEngineFactory, token: str) -> Iterator[ServerThread]:
+    """An inference server in a thread serving "base" on a fake engine, behind `token`."""
+    (root / "base").mkdir()
+    resolver = LocalResolver({"base": root / "base"})
+    settings = Settings.load(
+        "inference", host="127.0.0.1", port=0, home=str(root / "home"), token=token
+    )
+    with serving(
+        lambda: create_server(settings, resolver=resolver, engine_factory=factory)[0]
+    ) as thread:
+        with InferenceClient(thread.address, ChannelOptions(token=token)) as client:
+            client.load_model("base")
+        yield thread
+
+
+def aborted_requests(engine: FakeEngine) -> set[str]:
+    """Engine request ids that ended early: aborted by id, or their stream closed."""
+    return {*engine.aborted, *engine.closed_early}

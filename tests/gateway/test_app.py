@@ -11,13 +11,14 @@ import openai
 import pytest
 
 from forgeline.client import InferenceClient
-from forgeline.gateway.app import GatewayConfig, create_app
+from forgeline.gateway.app import create_app
+from forgeline.gateway.config import GatewayConfig
 from forgeline.gateway.keys import ApiKey, KeyStore, digest
 from forgeline.inference.resolver import LocalModel, LocalResolver
 from forgeline.inference.service import create_server
 from forgeline.v1 import inference_pb2, registry_pb2
 from tests.conftest import serving
-from tests.gateway.conftest import serve_app
+from tests.gateway.conftest import aborted_requests, serve_app
 from tests.helpers import wait_for
 from tests.inference.fakes import ADAPTER_WORDS, BASE_WORDS, FakeEngineFactory
 
@@ -196,22 +197,66 @@ def test_request_ids_pass_through(base_url):
     assert len(generated) == 32
 
 
-def test_a_disconnected_stream_aborts_the_engine_request(base_url, factory):
+def first_event(lines) -> dict:
+    line = next(lines)
+    assert line.startswith("data: {")
+    return json.loads(line.removeprefix("data: "))
+
+
+def test_a_disconnected_stream_aborts_its_own_engine_request_only(base_url, factory):
     engine = factory.engines["base"]
     engine.step = 0.05
+    url = f"{base_url}/v1/completions"
+    auth = {"Authorization": "Bearer main-key"}
     try:
-        body = {"model": "base", "prompt": "x", "max_tokens": 60, "stream": True}
         with httpx.stream(
             "POST",
-            f"{base_url}/v1/completions",
-            headers={"Authorization": "Bearer main-key"},
-            json=body,
-        ) as response:
-            lines = response.iter_lines()
-            assert next(lines).startswith("data: ")
-            assert engine.unfinished_requests() == 1
+            url,
+            headers={**auth, "X-Request-Id": "stays"},
+            json={"model": "base", "prompt": "x", "max_tokens": 20, "stream": True},
+        ) as staying:
+            staying_lines = staying.iter_lines()
+            staying_id = first_event(staying_lines)["id"]
+            with httpx.stream(
+                "POST",
+                url,
+                headers={**auth, "X-Request-Id": "leaves"},
+                json={"model": "base", "prompt": "x", "max_tokens": 60, "stream": True},
+            ) as leaving:
+                assert leaving.headers["x-request-id"] == "leaves"
+                # Kept referenced: dropping the line iterator would close the connection.
+                leaving_lines = leaving.iter_lines()
+                leaving_id = first_event(leaving_lines)["id"]
+                assert staying_id in engine.running and leaving_id in engine.running
+            # The client of `leaving` is gone: its engine request ends, the other runs on.
+            wait_for(lambda: leaving_id in aborted_requests(engine), timeout=5)
+            rest = [line for line in staying_lines if line]
+        assert rest[-1] == "data: [DONE]"
+        assert json.loads(rest[-2].removeprefix("data: "))["choices"][0]["finish_reason"] == (
+            "length"
+        )
+        assert staying_id not in aborted_requests(engine)
         wait_for(lambda: engine.unfinished_requests() == 0, timeout=5)
-        assert engine.closed_early or engine.aborted
+    finally:
+        engine.step = 0.0
+
+
+def test_a_client_that_leaves_before_a_json_answer_aborts_its_engine_request(base_url, factory):
+    engine = factory.engines["base"]
+    engine.step = 0.05
+    before = aborted_requests(engine)
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                f"{base_url}/v1/completions",
+                headers={"Authorization": "Bearer main-key"},
+                json={"model": "base", "prompt": "x", "max_tokens": 60},
+                timeout=0.5,
+            )
+        wait_for(lambda: aborted_requests(engine) - before, timeout=5)
+        [left] = aborted_requests(engine) - before
+        assert left.startswith("cmpl-")
+        wait_for(lambda: engine.unfinished_requests() == 0, timeout=5)
     finally:
         engine.step = 0.0
 

@@ -178,3 +178,9 @@ def test_domain_errors_map_to_http():
     assert from_domain(exceptions.Unavailable("starting"), "m").status == 503
     limited = from_domain(exceptions.ResourceExhausted("busy", retry_after=2.2), "m")
     assert (limited.status, limited.headers["Retry-After"]) == (429, "2")
+    assert from_domain(exceptions.DeadlineExceeded("slow"), "m").status == 504
+    refused = from_domain(exceptions.Unauthenticated("bad token"), "m")
+    assert (refused.status, refused.message) == (500, "the gateway is misconfigured")
+    broken = from_domain(exceptions.Internal("boom", "UNKNOWN"), "m")
+    assert (broken.status, broken.type) == (500, "server_error")
+    assert broken.message == "the inference service failed: boom"

@@ -14,17 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from forgeline.inference.engine import EngineDead
-from forgeline.inference.types import (
+from forgeline.inference.options import EngineOptions
+from forgeline.inference.outputs import (
     CompletionDelta,
-    EngineOptions,
     FinishReason,
     GenerateEvent,
-    GenerateRequest,
-    TokenizeRequest,
     TokenizeResult,
     Usage,
-    resolve_max_tokens,
 )
+from forgeline.inference.requests import GenerateRequest, TokenizeRequest
+from forgeline.inference.sampling import resolve_max_tokens
 
 BASE_WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
 ADAPTER_WORDS = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"]

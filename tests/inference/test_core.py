@@ -16,16 +16,12 @@ from forgeline.client.exceptions import (
     Unavailable,
 )
 from forgeline.inference.core import InferenceCore
+from forgeline.inference.options import EngineOptions
+from forgeline.inference.outputs import FinishReason
+from forgeline.inference.requests import GenerateRequest, TokenizeRequest
 from forgeline.inference.resolver import LocalModel, LocalResolver
-from forgeline.inference.types import (
-    EngineOptions,
-    FinishReason,
-    GenerateRequest,
-    SamplingOptions,
-    ServedKind,
-    ServedState,
-    TokenizeRequest,
-)
+from forgeline.inference.sampling import SamplingOptions
+from forgeline.inference.served import ServedKind, ServedState
 from forgeline.v1 import registry_pb2
 from tests.inference.fakes import ADAPTER_WORDS, BASE_WORDS, FakeEngineFactory
 

@@ -10,9 +10,10 @@ import threading
 import pytest
 
 from forgeline.client import exceptions
+from forgeline.client.cache import VersionCache
 from forgeline.client.channel import ChannelOptions
-from forgeline.client.services import RegistryClient
-from forgeline.client.transfer import pull_version, push_folder, upload_file
+from forgeline.client.registry import RegistryClient
+from forgeline.client.transfer import push_folder, upload_file
 from forgeline.v1 import registry_pb2
 from tests.helpers import free_port, start_process, wait_for
 
@@ -33,58 +34,56 @@ def test_sigkill_mid_upload(tmp_path):
     try:
         registry = RegistryClient(address, ChannelOptions(retries=False))
         push_folder(registry, committed, "safe", registry_pb2.VERSION_KIND_BASE)
-        pending = registry.call(
-            "CreateVersion",
-            registry_pb2.CreateVersionRequest(
-                model="victim", kind=registry_pb2.VERSION_KIND_BASE, create_model=True
-            ),
-        ).version
+        pending = registry.create_version(
+            "victim", registry_pb2.VERSION_KIND_BASE, create_model=True
+        )
         gate = threading.Event()
+        outcome: list[BaseException] = []
 
-        def requests():
+        def chunks():
             data = big.read_bytes()
-            header = registry_pb2.UploadHeader(
-                model="victim", version=1, path="big.bin", size=len(data), sha256=sha
-            )
-            yield registry_pb2.UploadArtifactRequest(header=header)
             for i in range(0, 8 * 1024 * 1024, 1024 * 1024):
-                yield registry_pb2.UploadArtifactRequest(chunk=data[i : i + 1024 * 1024])
+                yield data[i : i + 1024 * 1024]
             gate.wait(30)
 
-        call = registry.stub.UploadArtifact.future(requests())
-        partial = tmp_path / "home" / "registry" / "blobs" / "uploads" / f"{sha}.partial"
-        wait_for(lambda: partial.exists() and partial.stat().st_size >= 8 * 1024 * 1024)
+        def upload() -> None:
+            header = registry_pb2.UploadHeader(
+                model="victim", version=1, path="big.bin", size=big.stat().st_size, sha256=sha
+            )
+            try:
+                registry.upload_artifact(header, chunks())
+            except BaseException as exc:  # the connection just dies
+                outcome.append(exc)
+
+        uploader = threading.Thread(target=upload)
+        uploader.start()
+        size = big.stat().st_size
+        wait_for(lambda: registry.stat_upload(sha, size).offset >= 8 * 1024 * 1024)
         proc.kill()
         gate.set()
-        with pytest.raises(Exception):  # noqa: B017 - the connection just dies
-            call.result(10)
+        uploader.join(10)
+        assert outcome, "an upload to a killed registry must not succeed"
         registry.close()
 
         proc = start_process("registry", env, port=port)
         registry = RegistryClient(address)
         safe = registry.get_version("safe")
         assert safe.state == registry_pb2.VERSION_STATE_READY
-        local = pull_version(registry, "safe:1", tmp_path / "pulled")
+        cache = VersionCache(registry, tmp_path / "pulled")
+        local = cache.pull("safe:1").path
         assert (local / "w.bin").read_bytes() == (committed / "w.bin").read_bytes()
         victim = registry.get_version(f"victim:{pending.number}")
         assert victim.state == registry_pb2.VERSION_STATE_PENDING and victim.file_count == 0
         with pytest.raises(exceptions.NotFound):
             registry.get_version("victim")  # no READY version exists
-        stat = registry.call(
-            "StatUpload", registry_pb2.StatUploadRequest(sha256=sha, size=big.stat().st_size)
-        )
+        stat = registry.stat_upload(sha, big.stat().st_size)
         assert stat.presence == registry_pb2.BLOB_PRESENCE_PARTIAL
         assert stat.offset >= 8 * 1024 * 1024
         _, sent = upload_file(registry, "victim", 1, "big.bin", big)
         assert sent == big.stat().st_size - stat.offset
-        done = registry.call(
-            "CommitVersion",
-            registry_pb2.CommitVersionRequest(
-                model="victim", version=1, expected_paths=["big.bin"]
-            ),
-        )
-        assert done.version.total_bytes == big.stat().st_size
-        again = pull_version(registry, "victim", tmp_path / "pulled")
+        done = registry.commit_version("victim", 1, expected_paths=["big.bin"])
+        assert done.total_bytes == big.stat().st_size
+        again = cache.pull("victim").path
         assert hashlib.sha256((again / "big.bin").read_bytes()).hexdigest() == sha
     finally:
         proc.kill()

@@ -6,13 +6,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from forgeline.common.jobs.store import make_engine
+from forgeline.common.sql import create_sql_engine
 from forgeline.registry.schema import Base
 from forgeline.registry.store import upgrade_schema
 
 
 def test_migrations_match_the_models(db_url):
-    engine = make_engine(db_url)
+    engine = create_sql_engine(db_url)
     upgrade_schema(engine)
     with engine.connect() as conn:
         context = MigrationContext.configure(
@@ -25,7 +25,7 @@ def test_migrations_match_the_models(db_url):
 
 
 def test_upgrade_is_idempotent(db_url):
-    engine = make_engine(db_url)
+    engine = create_sql_engine(db_url)
     upgrade_schema(engine)
     upgrade_schema(engine)
     tables = set(inspect(engine).get_table_names())

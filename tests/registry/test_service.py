@@ -7,14 +7,13 @@ import os
 import threading
 import time
 
-import grpc
 import pytest
 
 from forgeline.client import exceptions
+from forgeline.client.cache import VersionCache
 from forgeline.client.channel import ChannelOptions
-from forgeline.client.refs import parse_ref
-from forgeline.client.services import RegistryClient
-from forgeline.client.transfer import pull_version, push_file, push_folder, upload_file
+from forgeline.client.registry import RegistryClient
+from forgeline.client.transfer import push_file, push_folder, upload_file
 from forgeline.registry.service import create_server
 from forgeline.v1 import common_pb2, registry_pb2
 from tests.conftest import serving
@@ -48,10 +47,7 @@ def folder(tmp_path):
 
 
 def pending(registry: RegistryClient, model: str = "m") -> registry_pb2.Version:
-    return registry.call(
-        "CreateVersion",
-        registry_pb2.CreateVersionRequest(model=model, kind=BASE, create_model=True),
-    ).version
+    return registry.create_version(model, BASE, create_model=True)
 
 
 def test_push_then_pull_round_trips_every_byte(registry, folder, tmp_path):
@@ -60,12 +56,13 @@ def test_push_then_pull_round_trips_every_byte(registry, folder, tmp_path):
     )
     assert version.state == registry_pb2.VERSION_STATE_READY
     assert version.file_count == 4 and version.metadata["arch"] == "llama"
-    local = pull_version(registry, "m", tmp_path / "cache")
+    cache = VersionCache(registry, tmp_path / "cache")
+    local = cache.pull("m").path
     for path in folder.rglob("*"):
         if path.is_file():
             assert (local / path.relative_to(folder)).read_bytes() == path.read_bytes()
     mtime = (local / "weights.bin").stat().st_mtime_ns
-    assert pull_version(registry, "m:1", tmp_path / "cache") == local  # complete: no work
+    assert cache.pull("m:1").path == local  # complete: no work
     assert (local / "weights.bin").stat().st_mtime_ns == mtime
 
 
@@ -78,28 +75,8 @@ def test_reupload_of_known_content_moves_no_bytes(registry, folder):
     assert again.number == 1  # identical content: the existing version is returned
 
 
-def test_download_resumes_from_a_partial_file(registry, folder, tmp_path):
-    push_folder(registry, folder, "m", BASE)
-    dest_root = tmp_path / "cache"
-    staging = dest_root / "m" / ".1.partial"
-    staging.mkdir(parents=True)
-    data = (folder / "weights.bin").read_bytes()
-    (staging / "weights.bin.part").write_bytes(data[:1_000_000])
-    local = pull_version(registry, "m:1", dest_root)
-    assert (local / "weights.bin").read_bytes() == data
-
-
-def test_pull_links_blobs_in_place_when_local(registry, folder, tmp_path, home):
-    push_folder(registry, folder, "m", BASE)
-    local = pull_version(registry, "m", tmp_path / "c", local_blobs=home / "registry" / "blobs")
-    assert (local / "weights.bin").stat().st_nlink == 2  # a hard link, no copy
-    assert (local / "config.json").read_text() == '{"hidden": 8}'
-
-
 def _upload(registry, header, chunks):
-    requests = [registry_pb2.UploadArtifactRequest(header=header)]
-    requests += [registry_pb2.UploadArtifactRequest(chunk=c) for c in chunks]
-    return registry.call("UploadArtifact", iter(requests))
+    return registry.upload_artifact(header, iter(chunks))
 
 
 @pytest.mark.parametrize(
@@ -131,10 +108,8 @@ def test_digest_and_size_mismatches_name_the_field(registry):
         with pytest.raises(exceptions.InvalidArgument) as info:
             _upload(registry, header, chunks)
         assert info.value.violations[0].field == field
-    manifest_less = registry.call(
-        "CommitVersion", registry_pb2.CommitVersionRequest(model="m", version=v.number)
-    )
-    assert manifest_less.version.file_count == 0  # nothing half-written became an entry
+    manifest_less = registry.commit_version("m", v.number)
+    assert manifest_less.file_count == 0  # nothing half-written became an entry
 
 
 def test_references_and_states_map_to_the_right_errors(registry, folder):
@@ -149,26 +124,14 @@ def test_references_and_states_map_to_the_right_errors(registry, folder):
         registry.get_version(common_pb2.ModelRef(name="m", version=0))
     assert info.value.violations[0].field == "ref.version"
     with pytest.raises(exceptions.FailedPrecondition, match="not PENDING"):
-        registry.call("CommitVersion", registry_pb2.CommitVersionRequest(model="m", version=1))
+        registry.commit_version("m", 1)
     v2 = pending(registry)
     with pytest.raises(exceptions.FailedPrecondition, match="PENDING"):
-        registry.call(
-            "SetAlias", registry_pb2.SetAliasRequest(model="m", alias="prod", version=v2.number)
-        )
+        registry.set_alias("m", "prod", v2.number)
     with pytest.raises(exceptions.FailedPrecondition):
-        list(
-            registry._stream(
-                "DownloadArtifact",
-                registry_pb2.DownloadArtifactRequest(ref=parse_ref("m:2"), path="config.json"),
-            )
-        )
+        list(registry.download_artifact("m:2", "config.json"))
     with pytest.raises(exceptions.NotFound):
-        list(
-            registry._stream(
-                "DownloadArtifact",
-                registry_pb2.DownloadArtifactRequest(ref=parse_ref("m:1"), path="nope"),
-            )
-        )
+        list(registry.download_artifact("m:1", "nope"))
 
 
 def test_promote_with_gate_and_history_over_grpc(registry, folder):
@@ -176,79 +139,62 @@ def test_promote_with_gate_and_history_over_grpc(registry, folder):
     (folder / "config.json").write_text('{"hidden": 16}')
     push_folder(registry, folder, "m", BASE)
     for number, acc in ((1, 0.5), (2, 0.4)):
-        registry.call(
-            "AddEvaluation",
-            registry_pb2.AddEvaluationRequest(
-                ref=parse_ref(f"m:{number}"),
-                evaluation=registry_pb2.Evaluation(suite="mmlu", metrics={"accuracy": acc}),
-            ),
+        registry.add_evaluation(
+            f"m:{number}", registry_pb2.Evaluation(suite="mmlu", metrics={"accuracy": acc})
         )
     gate = registry_pb2.EvaluationGate(suite="mmlu", metric="accuracy")
-    registry.call(
-        "SetAlias", registry_pb2.SetAliasRequest(model="m", alias="prod", version=1, gate=gate)
-    )
+    registry.set_alias("m", "prod", 1, gate=gate)
     with pytest.raises(exceptions.FailedPrecondition) as info:
-        registry.call(
-            "SetAlias", registry_pb2.SetAliasRequest(model="m", alias="prod", version=2, gate=gate)
-        )
+        registry.set_alias("m", "prod", 2, gate=gate)
     assert "0.4000" in info.value.message and "0.5000" in info.value.message
     assert registry.get_version("m@prod").number == 1
     with pytest.raises(exceptions.InvalidArgument) as bad:
-        registry.call(
-            "AddEvaluation",
-            registry_pb2.AddEvaluationRequest(
-                ref=parse_ref("m:1"), evaluation=registry_pb2.Evaluation()
-            ),
-        )
+        registry.add_evaluation("m:1", registry_pb2.Evaluation())
     assert {v.field for v in bad.value.violations} == {"evaluation.suite", "evaluation.metrics"}
 
 
-def test_client_killed_mid_upload_leaves_nothing_visible_and_resumes(
-    registry, server, folder, home
-):
+def test_client_killed_mid_upload_leaves_nothing_visible_and_resumes(registry, server, folder):
     v = pending(registry)
     data = (folder / "weights.bin").read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     gate = threading.Event()
+    outcome: list[BaseException] = []
 
-    def requests():
+    def chunks():
+        yield data[:1_000_000]
+        gate.wait(30)  # the client "dies" here
+
+    def upload(client: RegistryClient) -> None:
         header = registry_pb2.UploadHeader(
             model="m", version=v.number, path="weights.bin", size=len(data), sha256=sha
         )
-        yield registry_pb2.UploadArtifactRequest(header=header)
-        yield registry_pb2.UploadArtifactRequest(chunk=data[:1_000_000])
-        gate.wait(30)  # the client "dies" here
+        try:
+            client.upload_artifact(header, chunks())
+        except BaseException as exc:
+            outcome.append(exc)
 
-    call = registry.stub.UploadArtifact.future(requests())
-    partial = home / "registry" / "blobs" / "uploads" / f"{sha}.partial"
+    dying = RegistryClient(server.address, ChannelOptions(retries=False))
+    uploader = threading.Thread(target=upload, args=(dying,))
+    uploader.start()
     deadline = time.monotonic() + 20
-    while not (partial.exists() and partial.stat().st_size == 1_000_000):
+    while registry.stat_upload(sha, len(data)).offset != 1_000_000:
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    call.cancel()
+    dying.close()  # the connection goes with the client
     gate.set()
-    with pytest.raises(grpc.FutureCancelledError):
-        call.result()
-    stat = registry.call("StatUpload", registry_pb2.StatUploadRequest(sha256=sha, size=len(data)))
+    uploader.join(30)
+    assert outcome, "the upload of a closed client must not succeed"
+    stat = registry.stat_upload(sha, len(data))
     assert (stat.presence, stat.offset) == (registry_pb2.BLOB_PRESENCE_PARTIAL, 1_000_000)
     with pytest.raises(exceptions.FailedPrecondition, match="lacks 1 expected"):
-        registry.call(
-            "CommitVersion",
-            registry_pb2.CommitVersionRequest(
-                model="m", version=v.number, expected_paths=["weights.bin"]
-            ),
-        )
+        registry.commit_version("m", v.number, expected_paths=["weights.bin"])
     _, sent = upload_file(registry, "m", v.number, "weights.bin", folder / "weights.bin")
     assert sent == len(data) - 1_000_000
-    registry.call(
-        "CommitVersion",
-        registry_pb2.CommitVersionRequest(
-            model="m", version=v.number, expected_paths=["weights.bin"]
-        ),
-    )
+    done = registry.commit_version("m", v.number, expected_paths=["weights.bin"])
+    assert done.state == registry_pb2.VERSION_STATE_READY
 
 
-def test_concurrent_uploads_of_one_blob_store_it_once(registry, server, folder, home):
+def test_concurrent_uploads_of_one_blob_store_it_once(registry, server, folder):
     versions = [pending(registry, "a"), pending(registry, "b")]
     results, failures = [], []
 
@@ -265,16 +211,10 @@ def test_concurrent_uploads_of_one_blob_store_it_once(registry, server, folder, 
     for t in threads:
         t.join(60)
     assert not failures and len(results) == 2
-    blobs = list((home / "registry" / "blobs" / "sha256").glob("*/*"))
-    assert len(blobs) == 1
+    assert list(server.server.components["store"].blobs.digests()) == [results[0][0].sha256]
     for v in versions:
-        done = registry.call(
-            "CommitVersion",
-            registry_pb2.CommitVersionRequest(
-                model=v.model, version=v.number, expected_paths=["w"]
-            ),
-        )
-        assert done.version.state == registry_pb2.VERSION_STATE_READY
+        done = registry.commit_version(v.model, v.number, expected_paths=["w"])
+        assert done.state == registry_pb2.VERSION_STATE_READY
 
 
 def test_failed_push_marks_the_version_failed(registry, folder, monkeypatch):
@@ -301,9 +241,7 @@ def test_lineage_and_listing_over_grpc(registry, folder):
         parents=["base:1"],
         lineage=registry_pb2.Lineage(job_id="job-1"),
     )
-    lineage = registry.call(
-        "GetLineage", registry_pb2.GetLineageRequest(ref=parse_ref("adapter:1"))
-    )
+    lineage = registry.get_lineage("adapter:1")
     assert [f"{v.model}:{v.number}" for v in lineage.versions] == ["base:1"]
     assert lineage.edges[0].parent.name == "base" and lineage.edges[0].child.name == "adapter"
     adapters = list(registry.list_versions(kinds=[registry_pb2.VERSION_KIND_ADAPTER]))

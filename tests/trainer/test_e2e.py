@@ -16,10 +16,12 @@ import torch
 from typer.testing import CliRunner
 
 from forgeline.client import exceptions
+from forgeline.client.cache import VersionCache
 from forgeline.client.channel import ChannelOptions
+from forgeline.client.jobs import TrainerClient
 from forgeline.client.refs import parse_ref
-from forgeline.client.services import RegistryClient, TrainerClient
-from forgeline.client.transfer import pull_version, push_file, push_folder
+from forgeline.client.registry import RegistryClient
+from forgeline.client.transfer import push_file, push_folder
 from forgeline.common.settings import ServiceName, Settings
 from forgeline.v1 import common_pb2, registry_pb2, trainer_pb2
 from tests.conftest import ServerThread
@@ -61,7 +63,7 @@ class Suite:
 
     def pull(self, ref: str) -> Path:
         with self.registry_client() as client:
-            return pull_version(client, ref, self.home / "pulled")
+            return VersionCache(client, self.home / "pulled").pull(ref).path
 
 
 @pytest.fixture(scope="module")

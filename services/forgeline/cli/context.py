@@ -15,7 +15,7 @@ from rich.progress import (
 )
 
 from forgeline.client.channel import ChannelOptions
-from forgeline.client.services import RegistryClient
+from forgeline.client.registry import RegistryClient
 from forgeline.common.settings import ServiceName, Settings
 
 console = Console()
@@ -24,10 +24,7 @@ err_console = Console(stderr=True)
 
 def client_options() -> ChannelOptions:
     """Channel options from the environment (token, TLS CA)."""
-    settings = Settings.load(ServiceName.REGISTRY)
-    return ChannelOptions(
-        token=settings.token, tls=bool(settings.tls.ca_file), ca_file=settings.tls.ca_file
-    )
+    return Settings.load(ServiceName.REGISTRY).channel_options()
 
 
 def address_of(service: ServiceName, override: str | None = None) -> str:

@@ -27,8 +27,11 @@ from rich.table import Table
 from forgeline.cli.context import console, err_console
 from forgeline.cli.training import follow
 from forgeline.client.channel import ChannelOptions
+from forgeline.client.inference import InferenceClient
+from forgeline.client.jobs import TrainerClient
+from forgeline.client.labels import label
 from forgeline.client.refs import format_ref, parse_ref
-from forgeline.client.services import InferenceClient, RegistryClient, TrainerClient
+from forgeline.client.registry import RegistryClient
 from forgeline.client.transfer import push_file, push_folder
 from forgeline.common.bundled import BUNDLED_NAME, import_bundled
 from forgeline.v1 import inference_pb2, registry_pb2, trainer_pb2
@@ -243,13 +246,9 @@ def demo(
             table.add_row(question, before, after)
         console.print(table)
         console.print(f"the adapter knows {learned}/{len(FACTS)} facts; lineage of {adapter_ref}:")
-        lineage = registry.call(
-            "GetLineage",
-            registry_pb2.GetLineageRequest(ref=finished.outputs[0]),
-        )
+        lineage = registry.get_lineage(finished.outputs[0])
         for v in lineage.versions:
-            kind = registry_pb2.VersionKind.Name(v.kind).removeprefix("VERSION_KIND_")
-            console.print(f"  <- {v.model}:{v.number} ({kind})")
+            console.print(f"  <- {v.model}:{v.number} ({label(registry_pb2.VersionKind, v.kind)})")
         if learned < len(FACTS) // 2:
             raise typer.Exit(1)
 

@@ -15,26 +15,18 @@ from forgeline.cli.context import (
     registry_client,
     transfer_progress,
 )
-from forgeline.client.refs import format_ref, parse_ref
-from forgeline.client.transfer import pull_version, push_file, push_folder
+from forgeline.client.cache import VersionCache
+from forgeline.client.labels import label, labels
+from forgeline.client.refs import format_ref, pinned
+from forgeline.client.transfer import push_file, push_folder
 from forgeline.v1 import registry_pb2
 
 app = typer.Typer(help="Models in the registry and the bundled model.", no_args_is_help=True)
 
-KINDS = {
-    n.removeprefix("VERSION_KIND_").lower(): v for n, v in registry_pb2.VersionKind.items() if v
-}
+KINDS = labels(registry_pb2.VersionKind)
 RegistryOption = Annotated[
     str | None, typer.Option("--registry", help="Registry address [FORGELINE_REGISTRY_ADDRESS].")
 ]
-
-
-def _kind_name(kind: int) -> str:
-    return registry_pb2.VersionKind.Name(kind).removeprefix("VERSION_KIND_")
-
-
-def _state_name(state: int) -> str:
-    return registry_pb2.VersionState.Name(state).removeprefix("VERSION_STATE_")
 
 
 def _parse_kind(kind: str) -> int:
@@ -60,8 +52,8 @@ def list_versions(
         for v in client.list_versions(**filters):
             table.add_row(
                 f"{v.model}:{v.number}",
-                _kind_name(v.kind),
-                _state_name(v.state),
+                label(registry_pb2.VersionKind, v.kind),
+                label(registry_pb2.VersionState, v.state),
                 ", ".join(v.aliases),
                 str(v.file_count),
                 human_bytes(v.total_bytes),
@@ -78,8 +70,10 @@ def show(
     """Show a version: lineage fields, metrics, files and evaluations."""
     with registry_client(registry) as client:
         v = client.get_version(ref)
-        console.print(f"[bold]{v.model}:{v.number}[/] {_kind_name(v.kind)} {_state_name(v.state)}")
-        for label, value in (
+        kind = label(registry_pb2.VersionKind, v.kind)
+        state = label(registry_pb2.VersionState, v.state)
+        console.print(f"[bold]{pinned(v)}[/] {kind} {state}")
+        for field_name, value in (
             ("aliases", ", ".join(v.aliases)),
             ("parents", ", ".join(format_ref(p) for p in v.parents)),
             ("job", v.lineage.job_id),
@@ -90,17 +84,14 @@ def show(
             ("metadata", ", ".join(f"{k}={val}" for k, val in sorted(v.metadata.items()))),
         ):
             if value:
-                console.print(f"  {label}: {value}")
-        pinned = parse_ref(f"{v.model}:{v.number}")
+                console.print(f"  {field_name}: {value}")
         if v.state == registry_pb2.VERSION_STATE_READY:
-            manifest = client.call("GetManifest", registry_pb2.GetManifestRequest(ref=pinned))
+            manifest = client.get_manifest(pinned(v))
             files = Table("file", "size", "sha256")
             for e in manifest.entries:
                 files.add_row(e.path, human_bytes(e.size), e.sha256[:16])
             console.print(files)
-        evaluations = client.call(
-            "ListEvaluations", registry_pb2.ListEvaluationsRequest(ref=pinned)
-        ).evaluations
+        evaluations = client.list_evaluations(pinned(v))
         if evaluations:
             table = Table("suite", "metrics", "samples", "job")
             for e in evaluations:
@@ -122,10 +113,11 @@ def lineage(
         else registry_pb2.LINEAGE_DIRECTION_ANCESTORS
     )
     with registry_client(registry) as client:
-        resp = client.call(
-            "GetLineage", registry_pb2.GetLineageRequest(ref=parse_ref(ref), direction=direction)
-        )
-    kinds = {f"{v.model}:{v.number}": _kind_name(v.kind) for v in [resp.root, *resp.versions]}
+        resp = client.get_lineage(ref, direction)
+    kinds = {
+        f"{v.model}:{v.number}": label(registry_pb2.VersionKind, v.kind)
+        for v in [resp.root, *resp.versions]
+    }
     links: dict[str, list[str]] = {}
     for e in resp.edges:
         parent, child = format_ref(e.parent), format_ref(e.child)
@@ -163,12 +155,7 @@ def promote(
         )
     with registry_client(registry) as client:
         version = client.get_version(ref)
-        resp = client.call(
-            "SetAlias",
-            registry_pb2.SetAliasRequest(
-                model=version.model, alias=alias, version=version.number, gate=gate, actor=actor
-            ),
-        )
+        resp = client.set_alias(version.model, alias, version.number, gate=gate, actor=actor)
     before = f" (was {resp.previous_version})" if resp.previous_version else ""
     console.print(f"{version.model}@{alias} -> {version.number}{before}")
 
@@ -202,9 +189,9 @@ def pull(
     dest: Annotated[Path, typer.Argument(help="Folder to download into.")],
     registry: RegistryOption = None,
 ) -> None:
-    """Download a version into DEST/<model>/<version>, verified and resumable."""
+    """Download a version into DEST/<model>/<version>: verified, resumable, read-only."""
     with registry_client(registry) as client, transfer_progress() as progress:
-        folder = pull_version(client, ref, dest, progress=progress)
+        folder = VersionCache(client, dest).pull(ref, progress=progress).path
     console.print(str(folder))
 
 
@@ -215,8 +202,8 @@ def archive(
 ) -> None:
     """Archive a version (its blobs become collectable)."""
     with registry_client(registry) as client:
-        v = client.call("ArchiveVersion", registry_pb2.ArchiveVersionRequest(ref=parse_ref(ref)))
-    console.print(f"archived {v.version.model}:{v.version.number}")
+        version = client.archive_version(ref)
+    console.print(f"archived {pinned(version)}")
 
 
 @app.command()
@@ -226,7 +213,7 @@ def gc(
 ) -> None:
     """Delete blobs that no live version references."""
     with registry_client(registry) as client:
-        r = client.call("GarbageCollect", registry_pb2.GarbageCollectRequest(dry_run=dry_run))
+        r = client.garbage_collect(dry_run)
     verb = "would free" if dry_run else "freed"
     console.print(f"{verb} {r.blobs_deleted} blobs, {human_bytes(r.bytes_freed)}")
 

@@ -14,9 +14,9 @@ import typer
 from rich.table import Table
 
 from forgeline.cli.context import address_of, client_options, console, err_console
-from forgeline.client.services import InferenceClient
+from forgeline.client.inference import InferenceClient
 from forgeline.common.settings import ServiceName
-from forgeline.inference.types import Dtype
+from forgeline.inference.options import Dtype
 from forgeline.v1 import inference_pb2
 
 InferenceOption = Annotated[

@@ -18,8 +18,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from forgeline.cli.context import address_of, client_options, console, err_console, registry_client
+from forgeline.client.jobs import TrainerClient
 from forgeline.client.refs import format_ref, parse_ref
-from forgeline.client.services import TrainerClient
 from forgeline.common.settings import ServiceName
 from forgeline.v1 import common_pb2, registry_pb2, trainer_pb2
 

@@ -1,18 +1,18 @@
 """The Submit / Get / List / Cancel / Watch RPCs shared by every job service.
 
 Each job service's servicer delegates its five job RPCs to a `JobRpcs` built over its
-`JobManager` and its protobuf module; only the message names differ between services
-(`SubmitTrainJobRequest`, `SubmitQuantizeJobRequest`, ...).
+`JobManager` and its `JobMessages` (the SDK's table naming the service's request and
+response classes: `SubmitTrainJobResponse`, `SubmitQuantizeJobResponse`, ...).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from types import ModuleType
 from typing import Any
 
 import grpc
 
+from forgeline.client.jobs import JobMessages
 from forgeline.common.jobs import JobManager, JobStore, Runner
 from forgeline.common.server import ForgelineServer, Service, build_server
 from forgeline.common.settings import Settings
@@ -23,27 +23,22 @@ class JobRpcs:
 
     Args:
         manager: The service's job manager.
-        pb: The service's generated `*_pb2` module.
-        noun: The RPC noun, e.g. ``"Train"`` for `SubmitTrainJob`.
+        messages: The service's job request and response classes.
     """
 
-    def __init__(self, manager: JobManager, pb: ModuleType, noun: str):
+    def __init__(self, manager: JobManager, messages: JobMessages):
         self.manager = manager
-        self._pb = pb
-        self._noun = noun
-
-    def _response(self, pattern: str, **fields: Any) -> Any:
-        return getattr(self._pb, pattern.format(self._noun))(**fields)
+        self.messages = messages
 
     async def submit(self, request: Any) -> Any:
         """Validates, persists and queues the spec; returns the job and its spec."""
         job = self.manager.submit(request.spec, dict(request.spec.labels))
-        return self._response("Submit{}JobResponse", job=job.to_pb(), spec=request.spec)
+        return self.messages.submit_response(job=job.to_pb(), spec=request.spec)
 
     async def get(self, request: Any) -> Any:
         """Returns a job and its spec."""
         job, spec = self.manager.get(request.job_id)
-        return self._response("Get{}JobResponse", job=job.to_pb(), spec=spec)
+        return self.messages.get_response(job=job.to_pb(), spec=spec)
 
     async def list(self, request: Any) -> Any:
         """Returns a page of jobs, newest first."""
@@ -54,19 +49,17 @@ class JobRpcs:
             page_size=request.page.page_size,
             page_token=request.page.page_token,
         )
-        return self._response(
-            "List{}JobsResponse", jobs=[j.to_pb() for j in jobs], next_page_token=token
-        )
+        return self.messages.list_response(jobs=[j.to_pb() for j in jobs], next_page_token=token)
 
     async def cancel(self, request: Any) -> Any:
         """Cancels a queued or running job."""
         job = self.manager.cancel(request.job_id, request.reason or "cancelled by request")
-        return self._response("Cancel{}JobResponse", job=job.to_pb())
+        return self.messages.cancel_response(job=job.to_pb())
 
     async def watch(self, request: Any) -> AsyncIterator[Any]:
         """Streams events after `after_seq`, then live ones, until the job ends."""
         async for event in self.manager.watch(request.job_id, request.after_seq):
-            yield self._response("Watch{}JobResponse", event=event.to_pb())
+            yield self.messages.watch_response(event=event.to_pb())
 
 
 def build_job_server(
@@ -75,10 +68,8 @@ def build_job_server(
     service_name: str,
     add_servicer: Callable[[Any, grpc.aio.Server], None],
     make_servicer: Callable[[JobRpcs], Any],
-    pb: ModuleType,
-    noun: str,
+    messages: JobMessages,
     kind: int,
-    spec_type: type,
     runner: Runner,
     validate: Callable[[Any], None] | None = None,
 ) -> ForgelineServer:
@@ -87,13 +78,13 @@ def build_job_server(
     manager = JobManager(
         store,
         kind,
-        spec_type,
+        messages.spec,
         runner,
         settings.service_dir / "jobs",
         concurrency=settings.max_concurrent_jobs,
         validate=validate,
     )
-    rpcs = JobRpcs(manager, pb, noun)
+    rpcs = JobRpcs(manager, messages)
     servicer = make_servicer(rpcs)
     server = build_server(settings, [Service(service_name, lambda s: add_servicer(servicer, s))])
     server.on_start.append(manager.start)

@@ -12,8 +12,13 @@ import enum
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
+
+if TYPE_CHECKING:  # the SDK's channel modules import grpc, which settings readers may not need
+    from forgeline.client.cache import CacheConfig
+    from forgeline.client.channel import ChannelOptions
 
 
 class ServiceName(enum.StrEnum):
@@ -207,3 +212,29 @@ class Settings:
         path = self.home / self.service.value
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def channel_options(self, *, retries: bool = True) -> ChannelOptions:
+        """How this process calls other services: the shared token, TLS when a CA is set."""
+        from forgeline.client.channel import ChannelOptions
+
+        return ChannelOptions(
+            token=self.token,
+            tls=self.tls.enabled or bool(self.tls.ca_file),
+            ca_file=self.tls.ca_file,
+            retries=retries,
+        )
+
+    def cache_config(self) -> CacheConfig:
+        """Where this process pulls registry versions to, and from.
+
+        Blobs are hard-linked from the registry's store when it shares this home (the
+        registry says where each blob lies; the cache accepts only paths under home).
+        """
+        from forgeline.client.cache import CacheConfig
+
+        return CacheConfig(
+            registry=self.addresses.get(ServiceName.REGISTRY, "127.0.0.1:50051"),
+            channel=self.channel_options(),
+            root=cache_dir() / "versions",
+            local_roots=(self.home,),
+        )

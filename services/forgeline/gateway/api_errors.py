@@ -1,16 +1,21 @@
 """HTTP errors of the gateway, in OpenAI's `{"error": {message, type, param, code}}` shape.
 
-`ApiError` is what the gateway's code raises; `from_domain` maps the inference service's
-domain exceptions (as the SDK raises them) to the HTTP status a client of the OpenAI API
-expects.
+`ApiError` is what the gateway's code raises and `error_response` answers it; `from_domain`
+maps the inference service's failures (domain exceptions, as the SDK raises them) to the
+HTTP status a client of the OpenAI API expects.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+
+from fastapi.responses import JSONResponse
 
 from forgeline.client import exceptions
 from forgeline.gateway.protocol import ErrorInfo, ErrorResponse
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -49,6 +54,15 @@ class ApiError(Exception):
         )
 
 
+def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The JSON response answering `error`, with its headers and any extra `headers`."""
+    return JSONResponse(
+        error.body().model_dump(),
+        status_code=error.status,
+        headers={**error.headers, **(headers or {})},
+    )
+
+
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
     """A 400 about `param`."""
     return ApiError(400, message, "invalid_request_error", param, code)
@@ -73,7 +87,12 @@ def _param(field: str) -> str:
 
 
 def from_domain(exc: exceptions.ForgelineError, model: str = "") -> ApiError:
-    """Maps an inference-service error to the HTTP error a client should see."""
+    """Maps an inference-service failure to the HTTP error a client should see.
+
+    The service refusing the gateway's own token is the gateway's fault, so the client
+    gets a 500 and the details go to the log; failures without a domain meaning
+    (`Internal`, `Cancelled`, ...) are 500s in the same shape.
+    """
     if isinstance(exc, exceptions.NotFound):
         return model_not_found(model) if model else ApiError(404, exc.message)
     if isinstance(exc, exceptions.InvalidArgument):
@@ -86,4 +105,11 @@ def from_domain(exc: exceptions.ForgelineError, model: str = "") -> ApiError:
         return ApiError(429, exc.message, "requests", None, "rate_limit_exceeded", headers)
     if isinstance(exc, exceptions.Unavailable):
         return ApiError(503, exc.message, "server_error", None, "engine_unavailable")
+    if isinstance(exc, exceptions.DeadlineExceeded):
+        return ApiError(504, "the inference service did not answer in time", "server_error")
+    if isinstance(exc, exceptions.Unauthenticated):
+        log.error("the inference service refused the gateway's token: %s", exc)
+        return ApiError(500, "the gateway is misconfigured", "server_error")
+    if isinstance(exc, exceptions.Internal | exceptions.Cancelled):
+        log.error("the inference service failed: %s: %s", type(exc).__name__, exc.message)
     return ApiError(500, f"the inference service failed: {exc.message}", "server_error")

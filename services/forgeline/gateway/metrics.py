@@ -60,6 +60,15 @@ class GatewayMetrics:
             ["model"],
             registry=r,
         )
+        self._served_models: set[str] = set()
+
+    def saw_served(self, model: str) -> None:
+        """Records that the inference service accepted a request for `model`."""
+        self._served_models.add(model)
+
+    def label(self, model: str) -> str:
+        """The metric label for a model name: itself if it was ever served, else ''."""
+        return model if model in self._served_models else ""
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

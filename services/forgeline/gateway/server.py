@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from types import FrameType
 
 from forgeline.common.settings import Settings
-from forgeline.gateway.app import GatewayConfig, create_app
+from forgeline.gateway.app import create_app
+from forgeline.gateway.config import GatewayConfig
 
 log = logging.getLogger(__name__)
 

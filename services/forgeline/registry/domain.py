@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from forgeline.client import digests, exceptions
+from forgeline.client import exceptions, manifests
 from forgeline.client.refs import RefError, check_name
-from forgeline.common.jobs.model import to_timestamp
+from forgeline.common.sql import to_timestamp
 from forgeline.v1 import common_pb2, registry_pb2
-
-MAX_PATH_LENGTH = 1024
 
 
 @dataclass(frozen=True)
@@ -29,34 +26,7 @@ class Entry:
 
 def manifest_digest(entries: list[Entry]) -> str:
     """sha256 over the sorted manifest: identical content gives the same digest."""
-    return digests.manifest_digest((e.path, e.sha256, e.size) for e in entries)
-
-
-def check_path(path: str, field: str = "path") -> str:
-    """Returns a safe relative artifact path, or raises naming `field`.
-
-    A path is '/'-separated, relative, without '.', '..' or empty segments, without
-    backslashes or control characters, at most 1024 characters.
-
-    Raises:
-        InvalidArgument: the path could escape the version or is malformed.
-    """
-    problem = None
-    if not path:
-        problem = "is empty"
-    elif len(path) > MAX_PATH_LENGTH:
-        problem = f"is longer than {MAX_PATH_LENGTH} characters"
-    elif path.startswith("/"):
-        problem = "must be relative, not absolute"
-    elif "\\" in path or any(ord(c) < 32 for c in path):
-        problem = "contains a backslash or a control character"
-    elif any(part in ("", ".", "..") for part in path.split("/")):
-        problem = "must not contain '.', '..' or empty segments"
-    elif posixpath.normpath(path) != path:
-        problem = "is not normalized"
-    if problem:
-        raise exceptions.InvalidArgument(field, f"{path!r} {problem}")
-    return path
+    return manifests.manifest_digest((e.path, e.sha256, e.size) for e in entries)
 
 
 def check_model_name(name: str, field: str = "name") -> str:

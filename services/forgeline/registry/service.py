@@ -7,11 +7,12 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from forgeline.client import exceptions
+from forgeline.client.manifests import check_digest, check_path
 from forgeline.client.refs import parse_ref
 from forgeline.common.server import ForgelineServer, Offloaded, Service, build_server
 from forgeline.common.settings import Settings
-from forgeline.registry.blobs import LocalBlobStore, check_digest
-from forgeline.registry.domain import Entry, Evaluation, check_path
+from forgeline.registry.blobs import LocalBlobStore
+from forgeline.registry.domain import Entry, Evaluation
 from forgeline.registry.store import RegistryStore
 from forgeline.v1 import registry_pb2, registry_pb2_grpc
 
@@ -186,8 +187,14 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     async def GetManifest(self, request, context):
         """Returns a READY version's files."""
         version, entries = await self.store.manifest(request.ref)
+        local_paths = {}
+        if request.include_local_paths:
+            for e in entries:
+                path = self.blobs.local_path(e.sha256)
+                if path is not None:
+                    local_paths[e.path] = str(path.resolve())
         return registry_pb2.GetManifestResponse(
-            version=version.to_pb(), entries=[e.to_pb() for e in entries]
+            version=version.to_pb(), entries=[e.to_pb() for e in entries], local_paths=local_paths
         )
 
     async def CommitVersion(self, request, context):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from forgeline.client import exceptions
-from forgeline.trainer.artifacts import RegistryAddress, RegistryArtifacts
+from forgeline.client.cache import CacheConfig, VersionCache
 from forgeline.trainer.config import Task, TrainConfig
 from forgeline.trainer.worker import Inputs, StopRequested
 
@@ -41,7 +41,7 @@ WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
 
 @dataclass(frozen=True)
 class InputRefs:
-    """A job's inputs as registry references (or local paths when there is no registry)."""
+    """A job's inputs as pinned registry references."""
 
     base: str
     dataset: str
@@ -57,14 +57,14 @@ class LaunchRequest:
         job_id: The job (names the run).
         config: The resolved configuration.
         inputs: What the workers train on.
-        registry: Where the workers pull inputs from; None means `inputs` are local paths.
+        cache: Where the workers pull inputs from (the registry and this machine's cache).
         storage: The job's checkpoint storage (shared by every node of the cluster).
     """
 
     job_id: str
     config: TrainConfig
     inputs: InputRefs
-    registry: RegistryAddress | None
+    cache: CacheConfig
     storage: Path
 
 
@@ -173,24 +173,14 @@ class RayWorkerEnv:
             yield Path(folder)
 
 
-def _materialize(refs: InputRefs, registry: RegistryAddress | None) -> Inputs:
-    if registry is None:
+def _materialize(refs: InputRefs, config: CacheConfig) -> Inputs:
+    with VersionCache.open(config) as cache:
         return Inputs(
-            base=Path(refs.base),
-            dataset=Path(refs.dataset),
-            reference=Path(refs.reference) if refs.reference else None,
-            eval_dataset=Path(refs.eval_dataset) if refs.eval_dataset else None,
+            base=cache.pull(refs.base).path,
+            dataset=cache.pull(refs.dataset).path,
+            reference=cache.pull(refs.reference).path if refs.reference else None,
+            eval_dataset=cache.pull(refs.eval_dataset).path if refs.eval_dataset else None,
         )
-    artifacts = RegistryArtifacts(registry)
-    try:
-        return Inputs(
-            base=artifacts.pull(refs.base),
-            dataset=artifacts.pull(refs.dataset),
-            reference=artifacts.pull(refs.reference) if refs.reference else None,
-            eval_dataset=artifacts.pull(refs.eval_dataset) if refs.eval_dataset else None,
-        )
-    finally:
-        artifacts.close()
 
 
 def train_worker(payload: dict[str, Any]) -> None:
@@ -207,7 +197,7 @@ def train_worker(payload: dict[str, Any]) -> None:
         from ray.util import get_current_placement_group
 
         sink.set_placement_group.remote(get_current_placement_group())
-    env = RayWorkerEnv(sink, _materialize(payload["inputs"], payload["registry"]), use_gpu)
+    env = RayWorkerEnv(sink, _materialize(payload["inputs"], payload["cache"]), use_gpu)
     if cfg.task is Task.DPO:
         from forgeline.trainer.recipes import dpo as recipe
     else:
@@ -231,7 +221,7 @@ def _fit(request: LaunchRequest, sink: Any) -> dict[str, Any]:
         train_loop_config={
             "config": request.config,
             "inputs": request.inputs,
-            "registry": request.registry,
+            "cache": request.cache,
             "sink": sink,
         },
         torch_config=TorchConfig(backend="nccl" if d.use_gpu else "gloo"),

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from forgeline.client import exceptions
+from forgeline.client.cache import VersionCache
 from forgeline.client.exceptions import FieldViolation
+from forgeline.client.labels import label
+from forgeline.client.refs import pinned
 from forgeline.trainer import data as data_mod
-from forgeline.trainer.artifacts import Artifacts, VersionInfo
 from forgeline.trainer.config import (
     DEFAULT_MAX_SEQ_LENGTH,
     DataFormat,
@@ -280,8 +282,8 @@ class Plan:
     num_sequences: int = 0
     total_tokens: int = 0
     total_steps: int = 0
-    base: VersionInfo | None = None
-    dataset: VersionInfo | None = None
+    base: registry_pb2.Version | None = None
+    dataset: registry_pb2.Version | None = None
 
     @property
     def ok(self) -> bool:
@@ -329,7 +331,7 @@ class Planner:
     """Checks specs against the registry's models and data and sizes the runs.
 
     Args:
-        artifacts: Where references are resolved and pulled from.
+        cache: Where references are resolved and pulled from.
         gpus_available: Whether the cluster has GPUs.
         memory_per_worker: Bytes a worker may use when the spec does not say; AUTO picks
             the lightest strategy whose estimate fits.
@@ -338,13 +340,13 @@ class Planner:
 
     def __init__(
         self,
-        artifacts: Artifacts,
+        cache: VersionCache,
         *,
         gpus_available: bool = False,
         memory_per_worker: int = 0,
         tokenizer_loader: Callable[[Path], object] | None = None,
     ):
-        self.artifacts = artifacts
+        self.cache = cache
         self.gpus_available = gpus_available
         self.memory_per_worker = memory_per_worker
         self._load_tokenizer = tokenizer_loader or _load_tokenizer
@@ -385,7 +387,7 @@ class Planner:
         info = None
         base_dir = None
         if base is not None:
-            base_dir = self.artifacts.pull(base.ref)
+            base_dir = self.cache.pull(pinned(base)).path
             try:
                 info = read_model_info(base_dir)
             except exceptions.FailedPrecondition as exc:
@@ -395,7 +397,7 @@ class Planner:
 
         loaded = None
         if dataset is not None and spec.task:
-            folder = self.artifacts.pull(dataset.ref)
+            folder = self.cache.pull(pinned(dataset)).path
             loaded = data_mod.load_dataset(folder, task, data_format_of(resolved))
             for problem in loaded.describe_problems():
                 plan.problems.append(FieldViolation("spec.dataset", problem))
@@ -406,7 +408,7 @@ class Planner:
             plan.num_examples = len(loaded.examples)
         if resolved.eval_dataset.name and not plan.problems:
             eval_ref = f"{resolved.eval_dataset.name}:{resolved.eval_dataset.version}"
-            eval_set = data_mod.load_dataset(self.artifacts.pull(eval_ref), task, loaded.format)
+            eval_set = data_mod.load_dataset(self.cache.pull(eval_ref).path, task, loaded.format)
             for problem in eval_set.describe_problems():
                 plan.problems.append(FieldViolation("spec.eval_dataset", problem))
 
@@ -417,7 +419,9 @@ class Planner:
 
     # -- steps of `plan` -----------------------------------------------------------------------
 
-    def _resolve(self, plan: Plan, ref, path: str, kinds: tuple[int, ...]) -> VersionInfo | None:
+    def _resolve(
+        self, plan: Plan, ref, path: str, kinds: tuple[int, ...]
+    ) -> registry_pb2.Version | None:
         if not ref.name or any(p.field == path for p in plan.problems):
             return None
         text = ref.name
@@ -426,18 +430,15 @@ class Planner:
         elif ref.WhichOneof("selector") == "alias":
             text = f"{ref.name}@{ref.alias}"
         try:
-            version = self.artifacts.resolve(text)
-        except exceptions.NotFound as exc:
+            version = self.cache.resolve(text)
+        except (exceptions.NotFound, exceptions.FailedPrecondition) as exc:
             plan.problems.append(FieldViolation(path, f"{text}: {exc.message}"))
             return None
         if version.kind not in kinds:
-            wanted = " or ".join(
-                registry_pb2.VersionKind.Name(k).removeprefix("VERSION_KIND_") for k in kinds
-            )
+            wanted = " or ".join(label(registry_pb2.VersionKind, k) for k in kinds)
+            kind = label(registry_pb2.VersionKind, version.kind)
             plan.problems.append(
-                FieldViolation(
-                    path, f"{version.ref} is a {version.kind_name} version; expected {wanted}"
-                )
+                FieldViolation(path, f"{pinned(version)} is a {kind} version; expected {wanted}")
             )
             return None
         # Pin the reference, so a restarted job trains on exactly the same inputs.

@@ -21,12 +21,14 @@ from pathlib import Path
 from google.protobuf import json_format
 
 from forgeline.client import exceptions
+from forgeline.client.cache import CacheConfig, VersionCache
+from forgeline.client.refs import pinned
+from forgeline.client.transfer import push_folder
 from forgeline.common.jobs import JobContext, JobResult
-from forgeline.trainer.artifacts import Artifacts, Registration, RegistryAddress, VersionInfo
 from forgeline.trainer.config import TrainConfig
 from forgeline.trainer.launcher import InputRefs, LaunchRequest, RayLauncher, RunHandle, RunResult
 from forgeline.trainer.recipes.common import MODEL_DIR, TrainState
-from forgeline.v1 import common_pb2, registry_pb2, trainer_pb2
+from forgeline.v1 import registry_pb2, trainer_pb2
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +53,17 @@ class TrainRunner:
     """Runs training jobs on Ray and registers their results.
 
     Args:
-        artifacts: The registry (resolve, pull, register).
+        cache: The registry and this machine's version cache (resolve, pull, register).
         launcher: Starts runs on Ray.
-        registry: How workers reach the registry; None when they read local paths.
+        worker_cache: How workers reach the registry and their machine's cache.
     """
 
     resumable = True
 
-    def __init__(
-        self, artifacts: Artifacts, launcher: RayLauncher, registry: RegistryAddress | None
-    ):
-        self.artifacts = artifacts
+    def __init__(self, cache: VersionCache, launcher: RayLauncher, worker_cache: CacheConfig):
+        self.cache = cache
         self.launcher = launcher
-        self.registry = registry
+        self.worker_cache = worker_cache
 
     async def run(self, ctx: JobContext[trainer_pb2.TrainJobSpec]) -> JobResult:
         """Trains, registers the result, and returns its reference and final metrics.
@@ -79,20 +79,20 @@ class TrainRunner:
                 "the service restarted while the job was running and "
                 "checkpointing.resume_enabled is false"
             )
-        base = await asyncio.to_thread(self.artifacts.resolve, cfg.base_model)
-        dataset = await asyncio.to_thread(self.artifacts.resolve, cfg.dataset)
+        base = await asyncio.to_thread(self.cache.resolve, cfg.base_model)
+        dataset = await asyncio.to_thread(self.cache.resolve, cfg.dataset)
         journal.log(
             ("resuming from the newest checkpoint; " if ctx.resume else "")
-            + f"pulling {base.ref} and {dataset.ref}"
+            + f"pulling {pinned(base)} and {pinned(dataset)}"
         )
-        refs = [base.ref, dataset.ref, cfg.dpo.reference, cfg.eval_dataset]
+        refs = [pinned(base), pinned(dataset), cfg.dpo.reference, cfg.eval_dataset]
         for ref in filter(None, refs):
-            await asyncio.to_thread(self.artifacts.pull, ref)
+            await asyncio.to_thread(self.cache.pull, ref)
         request = LaunchRequest(
             job_id=ctx.job_id,
             config=cfg,
-            inputs=InputRefs(base.ref, dataset.ref, cfg.dpo.reference, cfg.eval_dataset),
-            registry=self.registry,
+            inputs=InputRefs(pinned(base), pinned(dataset), cfg.dpo.reference, cfg.eval_dataset),
+            cache=self.worker_cache,
             storage=ctx.work_dir / "ray",
         )
         handle = await asyncio.to_thread(self.launcher.launch, request)
@@ -103,6 +103,12 @@ class TrainRunner:
             await asyncio.shield(asyncio.to_thread(handle.stop))
             raise
         return await self._register(ctx, cfg, result, base, dataset, journal)
+
+    def _archive(self, version: registry_pb2.Version) -> None:
+        try:
+            self.cache.registry.archive_version(pinned(version))
+        except exceptions.ForgelineError:
+            log.warning("could not archive %s after the job was cancelled", pinned(version))
 
     async def _follow(self, handle: RunHandle, journal: _Journal) -> RunResult:
         while True:
@@ -118,8 +124,8 @@ class TrainRunner:
         ctx: JobContext,
         cfg: TrainConfig,
         result: RunResult,
-        base: VersionInfo,
-        dataset: VersionInfo,
+        base: registry_pb2.Version,
+        dataset: registry_pb2.Version,
         journal: _Journal,
     ) -> JobResult:
         state = TrainState.read(result.checkpoint)
@@ -137,38 +143,47 @@ class TrainRunner:
                 metrics[key] = result.metrics[key]
         journal.log(f"registering the result as the next version of {cfg.output_name}")
         folder = _stage_output(ctx.work_dir, result.checkpoint, state, journal)
-        registration = Registration(
-            folder=folder,
-            model=cfg.output_name,
-            kind=registry_pb2.VERSION_KIND_ADAPTER
-            if cfg.tuner.adapter
-            else registry_pb2.VERSION_KIND_MERGED,
-            # The base first (adapters are served on parents[0]), then the data it learned from.
-            parents=(base.ref, dataset.ref),
-            job_id=ctx.job_id,
-            dataset_digest=dataset.digest,
-            spec_json=json_format.MessageToJson(ctx.spec, indent=None, sort_keys=True),
-            metrics=metrics,
-            metadata={
-                "task": cfg.task.value,
-                "tuner": cfg.tuner.value,
-                "base_model": base.ref,
-                "dataset": dataset.ref,
-                "strategy": cfg.dist.strategy.value,
-                "workers": str(cfg.dist.num_workers),
-                "format": "peft" if cfg.tuner.adapter else "transformers",
-            },
-            description=f"{cfg.task.name} {cfg.tuner.name} of {base.ref} on {dataset.ref}",
-        )
-        push = asyncio.ensure_future(asyncio.to_thread(self.artifacts.register, registration))
+        base_ref, dataset_ref = pinned(base), pinned(dataset)
+
+        def register() -> registry_pb2.Version:
+            version = push_folder(
+                self.cache.registry,
+                folder,
+                cfg.output_name,
+                registry_pb2.VERSION_KIND_ADAPTER
+                if cfg.tuner.adapter
+                else registry_pb2.VERSION_KIND_MERGED,
+                # The base first (adapters are served on parents[0]), then the data it learned.
+                parents=(base_ref, dataset_ref),
+                lineage=registry_pb2.Lineage(
+                    job_id=ctx.job_id,
+                    dataset_digest=dataset.manifest_digest,
+                    spec_json=json_format.MessageToJson(ctx.spec, indent=None, sort_keys=True),
+                ),
+                metrics=metrics,
+                metadata={
+                    "task": cfg.task.value,
+                    "tuner": cfg.tuner.value,
+                    "base_model": base_ref,
+                    "dataset": dataset_ref,
+                    "strategy": cfg.dist.strategy.value,
+                    "workers": str(cfg.dist.num_workers),
+                    "format": "peft" if cfg.tuner.adapter else "transformers",
+                },
+                description=f"{cfg.task.name} {cfg.tuner.name} of {base_ref} on {dataset_ref}",
+            )
+            log.info("registered %s", pinned(version))
+            return version
+
+        push = asyncio.ensure_future(asyncio.to_thread(register))
         try:
             version = await asyncio.shield(push)
         except asyncio.CancelledError:
             # Cancelled mid-upload: let the upload end, then retire what it produced.
             version = await push
-            await asyncio.to_thread(_archive, self.artifacts, version)
+            await asyncio.to_thread(self._archive, version)
             raise
-        return JobResult(outputs=[version.ref], metrics=metrics)
+        return JobResult(outputs=[pinned(version)], metrics=metrics)
 
 
 class _Journal:
@@ -262,18 +277,3 @@ def write_curve(history: list[dict[str, float]], csv_path: Path, png_path: Path)
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)
-
-
-def _archive(artifacts: Artifacts, version: VersionInfo) -> None:
-    client = getattr(artifacts, "client", None)
-    if client is None:
-        return
-    try:
-        client.call(
-            "ArchiveVersion",
-            registry_pb2.ArchiveVersionRequest(
-                ref=common_pb2.ModelRef(name=version.model, version=version.number)
-            ),
-        )
-    except exceptions.ForgelineError:
-        log.warning("could not archive %s after the job was cancelled", version.ref)

@@ -1,25 +1,26 @@
-"""gRPC servicer of the trainer: a thin layer over the job machinery and the planner.
+"""gRPC servicer of the trainer: a thin layer over the planner and the job machinery.
 
 SubmitTrainJob plans the spec first (off the event loop: it reads the dataset and the
 model's headers) and rejects it with every problem at once; otherwise it stores the
-resolved spec (defaults filled, references pinned to version numbers) and queues it.
-PlanTrainJob returns the same plan without queueing anything.
+resolved spec (defaults filled, references pinned to version numbers) and queues it for
+the `TrainRunner`, which runs it on Ray. PlanTrainJob returns the same plan without
+queueing anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
-from forgeline.client.exceptions import InvalidArgument
+from forgeline.client.cache import VersionCache
+from forgeline.client.jobs import TRAIN_JOBS
 from forgeline.common.job_service import JobRpcs, build_job_server
 from forgeline.common.jobs import Runner
 from forgeline.common.server import ForgelineServer
 from forgeline.common.settings import Settings
-from forgeline.trainer.artifacts import RegistryAddress, RegistryArtifacts
-from forgeline.trainer.config import check_spec
 from forgeline.trainer.launcher import RayLauncher
-from forgeline.trainer.plan import Planner
+from forgeline.trainer.plan import Plan, Planner
 from forgeline.trainer.runner import TrainRunner
 from forgeline.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 
@@ -28,17 +29,30 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
 
 
-class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
-    """Converts requests to calls on the job RPCs and the planner."""
+class SpecPlanner(Protocol):
+    """What the servicer needs of a planner (the real `Planner`, or a test's fake)."""
 
-    def __init__(self, jobs: JobRpcs, planner: Planner | None):
+    gpus_available: bool
+    memory_per_worker: int
+
+    def validate(self, spec: trainer_pb2.TrainJobSpec) -> trainer_pb2.TrainJobSpec:
+        """Returns the resolved spec to store, or raises InvalidArgument with every problem."""
+        ...
+
+    def plan(self, spec: trainer_pb2.TrainJobSpec) -> Plan:
+        """Checks a spec against its model and data and estimates the run."""
+        ...
+
+
+class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
+    """Converts requests to calls on the planner and the job RPCs."""
+
+    def __init__(self, jobs: JobRpcs, planner: SpecPlanner):
         self.jobs = jobs
         self.planner = planner
 
     async def SubmitTrainJob(self, request, context):
         """Plans the spec, then stores its resolved form and queues it."""
-        if self.planner is None:
-            return await self.jobs.submit(request)
         resolved = await asyncio.to_thread(self.planner.validate, request.spec)
         return await self.jobs.submit(trainer_pb2.SubmitTrainJobRequest(spec=resolved))
 
@@ -61,78 +75,60 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def PlanTrainJob(self, request, context):
         """Checks a spec against its model and data and estimates the run."""
-        if self.planner is None:
-            report = check_spec(request.spec)
-            return trainer_pb2.PlanTrainJobResponse(
-                resolved_spec=request.spec,
-                warnings=report.warnings,
-                problems=[
-                    trainer_pb2.PlanProblem(field=p.field, description=p.description)
-                    for p in report.problems
-                ],
-            )
         plan = await asyncio.to_thread(self.planner.plan, request.spec)
         return plan.to_pb()
 
 
-def _spec_gate(planner: Planner):
-    """The job manager's own gate: nothing is stored that fails the checks of the spec alone."""
-
-    def validate(spec: trainer_pb2.TrainJobSpec) -> None:
-        report = check_spec(spec, gpus_available=planner.gpus_available)
-        if report.problems:
-            raise InvalidArgument.from_violations(report.problems)
-
-    return validate
-
-
 def create_server(
     settings: Settings,
-    runner: Runner | None = None,
     *,
-    launcher: RayLauncher | None = None,
+    planner: SpecPlanner | None = None,
+    runner: Runner | None = None,
 ) -> tuple[ForgelineServer, int]:
     """Builds and binds the trainer server; returns it and its port.
 
+    By default jobs are planned against the registry of `settings` and run on the Ray
+    cluster at `settings.ray_address` (a local Ray when empty), which starts and stops
+    with the server.
+
     Args:
         settings: The service's settings (registry address, Ray address, home, ...).
-        runner: Replaces the Ray runner and the planner (to test the job machinery alone).
-        launcher: The Ray launcher to use (default: one for `settings.ray_address`).
+        planner: Plans specs instead of the registry-backed `Planner`.
+        runner: Runs jobs instead of the Ray-backed `TrainRunner`.
     """
-    planner: Planner | None = None
-    artifacts: RegistryArtifacts | None = None
+    cache: VersionCache | None = None
+    launcher: RayLauncher | None = None
+    if planner is None or runner is None:
+        cache = VersionCache.open(settings.cache_config())
     if runner is None:
-        where = RegistryAddress.from_settings(settings)
-        artifacts = RegistryArtifacts(where)
-        launcher = launcher or RayLauncher(settings.ray_address)
-        runner = TrainRunner(artifacts, launcher, where)
-        planner = Planner(artifacts)
+        launcher = RayLauncher(settings.ray_address)
+        runner = TrainRunner(cache, launcher, settings.cache_config())
+    if planner is None:
+        planner = Planner(cache)
     server = build_job_server(
         settings,
         service_name=SERVICE_NAME,
         add_servicer=trainer_pb2_grpc.add_TrainerServiceServicer_to_server,
         make_servicer=lambda jobs: TrainerServicer(jobs, planner),
-        pb=trainer_pb2,
-        noun="Train",
+        messages=TRAIN_JOBS,
         kind=common_pb2.JOB_KIND_TRAIN,
-        spec_type=trainer_pb2.TrainJobSpec,
         runner=runner,
-        validate=_spec_gate(planner) if planner is not None else None,
     )
-    if planner is not None and launcher is not None:
-
-        async def start_ray() -> None:
-            resources = await asyncio.to_thread(launcher.resources)
-            planner.gpus_available = resources.get("GPU", 0) > 0
-            planner.memory_per_worker = int(resources.get("memory", 0))
-
-        async def stop_ray() -> None:
-            if artifacts is not None:
-                artifacts.close()
-            await asyncio.to_thread(launcher.shutdown)
-
-        server.on_start.insert(0, start_ray)
-        server.on_stop.append(stop_ray)
-        server.components["planner"] = planner
-        server.components["launcher"] = launcher
+    if launcher is not None:
+        server.on_start.insert(0, _start_ray(launcher, planner))
+        server.on_stop.append(lambda: asyncio.to_thread(launcher.shutdown))
+    if cache is not None:
+        server.on_stop.append(lambda: asyncio.to_thread(cache.close))
+    server.components["planner"] = planner
     return server, server.port
+
+
+def _start_ray(launcher: RayLauncher, planner: SpecPlanner):
+    """A start hook: joins (or starts) Ray and tells the planner what the cluster has."""
+
+    async def start() -> None:
+        resources = await asyncio.to_thread(launcher.resources)
+        planner.gpus_available = resources.get("GPU", 0) > 0
+        planner.memory_per_worker = int(resources.get("memory", 0))
+
+    return start

@@ -7,7 +7,7 @@ unary call and the start of every stream is retried while a service restarts.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -41,7 +41,7 @@ class ChannelOptions:
         retries: Retry UNAVAILABLE with backoff.
     """
 
-    token: str = ""
+    token: str = field(default="", repr=False)
     tls: bool = False
     ca_file: str = ""
     max_message_bytes: int = 64 * 1024 * 1024

@@ -1,8 +1,9 @@
 """Domain exceptions: raised by service cores, rebuilt from the wire by the SDK.
 
-The cores never import grpc: they raise these, and one server interceptor
-(`forgeline.common.interceptors`) maps each to its gRPC status code with `google.rpc`
-error details. Clients get the same classes back from `forgeline.client.status`.
+The cores never import grpc: they raise these, and the services' one error interceptor
+maps each to its gRPC status code with `google.rpc` error details
+(`forgeline.client.status.status_for`). Clients get the same classes back from
+`forgeline.client.status.from_rpc_error`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class ErrorCode(enum.Enum):
     UNAVAILABLE = "UNAVAILABLE"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     CANCELLED = "CANCELLED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    INTERNAL = "INTERNAL"
 
 
 class ForgelineError(Exception):
@@ -185,3 +188,36 @@ class Unimplemented(ForgelineError):
     """The operation is part of the contract but not provided by this server."""
 
     code = ErrorCode.UNIMPLEMENTED
+
+
+# How a call ended rather than what was wrong with it: the SDK raises these for the status
+# codes that have no domain class above, so that its callers never handle grpc types.
+# `ErrorCode` has no DEADLINE_EXCEEDED or INTERNAL member, so a service that lets one of
+# them propagate reports its dependency as unavailable.
+
+
+class DeadlineExceeded(ForgelineError):
+    """A call did not finish before its deadline."""
+
+    code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class Cancelled(ForgelineError):
+    """A call was cancelled before it finished, by the caller or by the server."""
+
+    code = ErrorCode.CANCELLED
+
+
+class Internal(ForgelineError):
+    """The other side failed without a domain error (INTERNAL, UNKNOWN, DATA_LOSS, ...).
+
+    Args:
+        message: The failure as the other side described it.
+        status: The status name as received, e.g. ``"INTERNAL"``.
+    """
+
+    code = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, status: str = "INTERNAL"):
+        super().__init__(message)
+        self.status = status

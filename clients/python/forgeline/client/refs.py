@@ -60,3 +60,8 @@ def format_ref(ref: common_pb2.ModelRef) -> str:
     if selector == "alias":
         return f"{ref.name}@{ref.alias}"
     return ref.name
+
+
+def pinned(version) -> str:
+    """The reference of exactly one version (`name:number`), from any message with both."""
+    return f"{version.model}:{version.number}"

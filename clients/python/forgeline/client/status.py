@@ -140,3 +140,26 @@ def status_for(error: exceptions.ForgelineError) -> status_pb2.Status:
     return status_pb2.Status(
         code=getattr(code_pb2, error.code.value), message=error.message, details=details
     )
+
+
+_CALL_OUTCOMES: dict[grpc.StatusCode, type[exceptions.ForgelineError]] = {
+    grpc.StatusCode.DEADLINE_EXCEEDED: exceptions.DeadlineExceeded,
+    grpc.StatusCode.CANCELLED: exceptions.Cancelled,
+}
+
+
+def domain_error(err: grpc.RpcError) -> exceptions.ForgelineError:
+    """Returns the domain exception for `err`, whatever its code.
+
+    Unlike `from_rpc_error`, nothing passes through as a grpc type: DEADLINE_EXCEEDED and
+    CANCELLED become `DeadlineExceeded` and `Cancelled`, and every other code without a
+    domain class (INTERNAL, UNKNOWN, DATA_LOSS, ...) becomes `Internal` with its name.
+    """
+    exc = from_rpc_error(err)
+    if isinstance(exc, exceptions.ForgelineError):
+        return exc
+    code = err.code() if hasattr(err, "code") else None
+    name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    message = (err.details() if hasattr(err, "details") else None) or name
+    outcome = _CALL_OUTCOMES.get(code)
+    return outcome(message) if outcome is not None else exceptions.Internal(message, name)

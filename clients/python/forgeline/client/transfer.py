@@ -1,63 +1,53 @@
-"""Moving files in and out of the registry: push a folder or file as a version, pull one.
+"""Putting files into the registry: push a folder or files as a new READY version.
 
 Uploads are content-addressed: the client hashes each file first and asks the registry
-what it has, so known content moves no bytes (`LinkArtifact`) and an interrupted upload
-resumes from the offset the registry reports. Downloads verify every file's sha256,
-resume from partial files, and publish the folder atomically; a folder already complete
-is not downloaded again.
+what it has, so known content moves no bytes (`link_artifact`) and an interrupted upload
+resumes from the offset the registry reports. Pulling versions out is the job of
+`forgeline.client.cache.VersionCache`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from forgeline.client import exceptions
-from forgeline.client.digests import manifest_digest, sha256_file
-from forgeline.client.refs import parse_ref
-from forgeline.client.services import RegistryClient
-from forgeline.client.status import raise_for_rpc_error
+from forgeline.client.manifests import RESERVED_PREFIX, manifest_digest, sha256_file
+from forgeline.client.registry import RegistryClient
 from forgeline.v1 import registry_pb2
 
 log = logging.getLogger(__name__)
 
 # bench/registry.py swept 64 KiB..4 MiB over loopback: 256 KiB moved the most bytes per second.
 CHUNK_BYTES = 256 * 1024
-COMPLETE_MARKER = ".forgeline-version"
 
 # Called with (path, bytes done, bytes total) as a transfer advances.
 Progress = Callable[[str, int, int], None]
 
 
-def _files(root: Path) -> list[tuple[str, Path]]:
+def folder_files(root: Path) -> list[tuple[str, Path]]:
+    """Every file under `root` as (relative '/'-path, file), Forgeline's own markers left out."""
     return sorted(
         (p.relative_to(root).as_posix(), p)
         for p in root.rglob("*")
-        # Forgeline's own bookkeeping files (completion markers) are not content.
-        if p.is_file() and not p.name.startswith(".forgeline-")
+        if p.is_file() and not p.name.startswith(RESERVED_PREFIX)
     )
 
 
 def _chunks(
-    header: registry_pb2.UploadHeader, local: Path, progress: Progress | None, chunk_bytes: int
-) -> Iterator:
-    yield registry_pb2.UploadArtifactRequest(header=header)
-    done = header.offset
+    local: Path, offset: int, path: str, size: int, progress: Progress | None, chunk_bytes: int
+) -> Iterator[bytes]:
+    done = offset
     with open(local, "rb") as f:
-        f.seek(header.offset)
+        f.seek(offset)
         while chunk := f.read(chunk_bytes):
             done += len(chunk)
-            yield registry_pb2.UploadArtifactRequest(chunk=chunk)
+            yield chunk
             if progress:
-                progress(header.path, done, header.size)
+                progress(path, done, size)
 
 
 def upload_file(
@@ -75,31 +65,31 @@ def upload_file(
     """Adds one local file to a PENDING version as `path`.
 
     Returns the manifest entry and the bytes actually sent (0 when the registry already
-    had the content). Retries after UNAVAILABLE by resuming from the registry's offset.
+    had the content). After UNAVAILABLE it resumes from the registry's offset.
+
+    Raises:
+        InvalidArgument: the registry refused the path or the content.
+        Unavailable: still unreachable after `attempts` tries.
     """
     sha, size = digest or sha256_file(local)
     for attempt in range(1, attempts + 1):
-        stat = registry.call("StatUpload", registry_pb2.StatUploadRequest(sha256=sha, size=size))
+        stat = registry.stat_upload(sha, size)
         if stat.presence == registry_pb2.BLOB_PRESENCE_PRESENT:
             entry = registry_pb2.ManifestEntry(path=path, sha256=sha, size=size)
-            registry.call(
-                "LinkArtifact",
-                registry_pb2.LinkArtifactRequest(model=model, version=version, entry=entry),
-            )
+            registry.link_artifact(model, version, entry)
             if progress:
                 progress(path, size, size)
             return entry, 0
         header = registry_pb2.UploadHeader(
             model=model, version=version, path=path, size=size, sha256=sha, offset=stat.offset
         )
+        chunks = _chunks(local, stat.offset, path, size, progress, chunk_bytes)
         try:
-            resp = registry.stub.UploadArtifact(
-                _chunks(header, local, progress, chunk_bytes), timeout=None
-            )
-            return resp.entry, size - stat.offset
-        except grpc.RpcError as err:
-            if err.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts:
-                raise_for_rpc_error(err)
+            response = registry.upload_artifact(header, chunks)
+            return response.entry, size - stat.offset
+        except exceptions.Unavailable:
+            if attempt == attempts:
+                raise
             log.info("upload of %s interrupted; resuming (attempt %d)", path, attempt + 1)
             time.sleep(min(0.2 * 2**attempt, 5))
     raise AssertionError("unreachable")
@@ -109,7 +99,7 @@ def push_folder(
     registry: RegistryClient, local_dir: Path, model: str, kind: int, **options: Any
 ) -> registry_pb2.Version:
     """Registers every file under `local_dir` as a new READY version (see `push_files`)."""
-    return push_files(registry, _files(Path(local_dir)), model, kind, **options)
+    return push_files(registry, folder_files(Path(local_dir)), model, kind, **options)
 
 
 def push_file(
@@ -158,6 +148,10 @@ def push_files(
         description: Free text.
         reuse_identical: Return an identical latest version instead of adding one.
         progress: Called with (path, bytes done, bytes total) as uploads advance.
+
+    Raises:
+        InvalidArgument: a path, name or parent the registry refuses.
+        NotFound: a parent does not exist.
     """
     digests = {rel: sha256_file(path) for rel, path in files}
     if reuse_identical:
@@ -169,131 +163,26 @@ def push_files(
         if latest is not None and latest.manifest_digest == wanted and latest.kind == kind:
             return latest
 
-    version = registry.call(
-        "CreateVersion",
-        registry_pb2.CreateVersionRequest(
-            model=model,
-            kind=kind,
-            parents=[parse_ref(p) for p in parents],
-            lineage=lineage,
-            metadata=metadata or {},
-            description=description,
-            create_model=True,
-        ),
-    ).version
+    version = registry.create_version(
+        model,
+        kind,
+        parents=parents,
+        lineage=lineage,
+        metadata=metadata,
+        description=description,
+        create_model=True,
+    )
     try:
         for rel, path in files:
             upload_file(
                 registry, model, version.number, rel, path, digest=digests[rel], progress=progress
             )
-        return registry.call(
-            "CommitVersion",
-            registry_pb2.CommitVersionRequest(
-                model=model,
-                version=version.number,
-                expected_paths=[rel for rel, _ in files],
-                metrics=metrics or {},
-            ),
-        ).version
+        return registry.commit_version(
+            model, version.number, expected_paths=[rel for rel, _ in files], metrics=metrics
+        )
     except BaseException as exc:
         try:
-            registry.call(
-                "FailVersion",
-                registry_pb2.FailVersionRequest(
-                    model=model, version=version.number, reason=f"push failed: {exc}"[:1000]
-                ),
-            )
+            registry.fail_version(model, version.number, f"push failed: {exc}"[:1000])
         except Exception:
             log.warning("could not mark %s:%d FAILED", model, version.number)
         raise
-
-
-def _download(
-    registry: RegistryClient,
-    ref: str,
-    entry: registry_pb2.ManifestEntry,
-    target: Path,
-    progress: Progress | None,
-    attempts: int = 5,
-) -> None:
-
-    part = target.with_name(target.name + ".part")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, attempts + 1):
-        offset = part.stat().st_size if part.exists() else 0
-        if offset > entry.size:
-            part.unlink()
-            offset = 0
-        # Hash while writing; a resumed file first hashes the prefix it already has.
-        digest = hashlib.sha256()
-        with open(part, "a+b") as f:
-            f.seek(0)
-            while block := f.read(4 * 1024 * 1024):
-                digest.update(block)
-            try:
-                request = registry_pb2.DownloadArtifactRequest(
-                    ref=parse_ref(ref), path=entry.path, offset=offset
-                )
-                for message in registry.stub.DownloadArtifact(request):
-                    f.write(message.chunk)
-                    digest.update(message.chunk)
-                    if progress:
-                        progress(entry.path, message.offset + len(message.chunk), entry.size)
-                break
-            except grpc.RpcError as err:
-                if err.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts:
-                    raise_for_rpc_error(err)
-        time.sleep(min(0.2 * 2**attempt, 5))
-    if (digest.hexdigest(), part.stat().st_size) != (entry.sha256, entry.size):
-        part.unlink()
-        raise OSError(f"{entry.path}: downloaded content does not match its digest; try again")
-    os.replace(part, target)
-
-
-def pull_version(
-    registry: RegistryClient,
-    ref: str,
-    dest_root: Path,
-    *,
-    local_blobs: Path | None = None,
-    progress: Progress | None = None,
-) -> Path:
-    """Makes a READY version available as a local folder `dest_root/<model>/<number>`.
-
-    Resolves `ref` once (so `name@alias` is pinned to one number), skips the work when the
-    folder is already complete, and otherwise fetches each file: hard-linked from
-    `local_blobs` (the registry's blob directory, when on the same filesystem) or streamed
-    with resume and sha256 verification. The folder appears only complete.
-    """
-    resp = registry.call(
-        "GetManifest",
-        registry_pb2.GetManifestRequest(ref=parse_ref(ref)),
-    )
-    version = resp.version
-    dest = Path(dest_root) / version.model / str(version.number)
-    marker = dest / COMPLETE_MARKER
-    if marker.exists() and marker.read_text().strip() == version.manifest_digest:
-        return dest
-    pinned = f"{version.model}:{version.number}"
-    staging = dest.with_name(f".{version.number}.partial")
-    staging.mkdir(parents=True, exist_ok=True)
-    for entry in resp.entries:
-        target = staging / entry.path
-        if target.exists() and target.stat().st_size == entry.size:
-            continue  # completed by an earlier, interrupted pull (verified when written)
-        blob = local_blobs / "sha256" / entry.sha256[:2] / entry.sha256 if local_blobs else None
-        if blob is not None and blob.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(blob, target)
-            except OSError:
-                shutil.copyfile(blob, target)
-            if progress:
-                progress(entry.path, entry.size, entry.size)
-            continue
-        _download(registry, pinned, entry, target, progress)
-    (staging / COMPLETE_MARKER).write_text(version.manifest_digest)
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(staging, dest)
-    return dest

@@ -361,18 +361,29 @@ class DownloadArtifactResponse(_message.Message):
     def __init__(self, entry: _Optional[_Union[ManifestEntry, _Mapping]] = ..., offset: _Optional[int] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class GetManifestRequest(_message.Message):
-    __slots__ = ("ref",)
+    __slots__ = ("ref", "include_local_paths")
     REF_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_LOCAL_PATHS_FIELD_NUMBER: _ClassVar[int]
     ref: _common_pb2.ModelRef
-    def __init__(self, ref: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+    include_local_paths: bool
+    def __init__(self, ref: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., include_local_paths: _Optional[bool] = ...) -> None: ...
 
 class GetManifestResponse(_message.Message):
-    __slots__ = ("version", "entries")
+    __slots__ = ("version", "entries", "local_paths")
+    class LocalPathsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_PATHS_FIELD_NUMBER: _ClassVar[int]
     version: Version
     entries: _containers.RepeatedCompositeFieldContainer[ManifestEntry]
-    def __init__(self, version: _Optional[_Union[Version, _Mapping]] = ..., entries: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ...) -> None: ...
+    local_paths: _containers.ScalarMap[str, str]
+    def __init__(self, version: _Optional[_Union[Version, _Mapping]] = ..., entries: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ..., local_paths: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CommitVersionRequest(_message.Message):
     __slots__ = ("model", "version", "expected_paths", "metrics")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
-from google.protobuf import timestamp_pb2
-
+from forgeline.common.sql import to_timestamp
 from forgeline.v1 import common_pb2
 
 JobState = common_pb2.JobState
@@ -15,27 +14,6 @@ JobKind = common_pb2.JobKind
 TERMINAL_STATES = frozenset(
     {common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED}
 )
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """Marks a naive datetime (as SQLite returns them) as UTC, which everything stored is."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    """Converts an aware datetime to a protobuf Timestamp (None stays None)."""
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
-    return ts
 
 
 @dataclass

@@ -7,8 +7,6 @@ other. Events of a job are numbered from 1 without gaps (unique on job id + sequ
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
 import uuid
 from collections.abc import Iterable
@@ -24,19 +22,18 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     select,
 )
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from forgeline.client import exceptions
-from forgeline.common.jobs.model import (
-    TERMINAL_STATES,
-    Job,
-    JobEvent,
+from forgeline.common.jobs.model import TERMINAL_STATES, Job, JobEvent
+from forgeline.common.sql import (
     as_utc,
+    create_sql_engine,
+    decode_page_token,
+    page_limit,
+    split_page,
     to_timestamp,
     utcnow,
 )
@@ -104,43 +101,6 @@ class _EventRow(_Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-def make_engine(url: str) -> Engine:
-    """Creates an engine; SQLite gets WAL and a busy timeout so readers never block writers."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection, _record):
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
-def _encode_token(row: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"row": row}).encode()).decode()
-
-
-def decode_page_token(token: str) -> int | None:
-    """Returns the row a page token continues after, or None for the first page.
-
-    Raises:
-        InvalidArgument: the token was not produced by this store.
-    """
-    if not token:
-        return None
-    try:
-        return int(json.loads(base64.urlsafe_b64decode(token.encode()))["row"])
-    except (ValueError, KeyError, TypeError):
-        raise exceptions.InvalidArgument(
-            "page.page_token", "not a token from a previous page"
-        ) from None
-
-
 class JobStore:
     """Jobs and their events in a SQL database. Thread-safe; every method is one transaction.
 
@@ -149,7 +109,7 @@ class JobStore:
     """
 
     def __init__(self, url: str):
-        self._engine = make_engine(url)
+        self._engine = create_sql_engine(url)
         _Base.metadata.create_all(self._engine)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         # SQLite allows one writer; serialising here avoids "database is locked" retries.
@@ -222,7 +182,7 @@ class JobStore:
         page_token: str = "",
     ) -> tuple[list[Job], str]:
         """Lists jobs of `kind`, newest first; returns a page and the next page's token."""
-        page_size = min(page_size or 50, 1000)
+        page_size = page_limit(page_size)
         after = decode_page_token(page_token)
         query = select(_JobRow).where(_JobRow.kind == kind).order_by(_JobRow.row.desc())
         states = list(states)
@@ -239,8 +199,8 @@ class JobStore:
                     jobs.append(row)
                     if len(jobs) > page_size:
                         break
-        token = _encode_token(jobs[page_size - 1].row) if len(jobs) > page_size else ""
-        return [r.to_domain() for r in jobs[:page_size]], token
+        page, token = split_page(jobs, page_size, lambda r: r.row)
+        return [r.to_domain() for r in page], token
 
     def in_states(self, kind: int, states: Iterable[int]) -> list[Job]:
         """Jobs of `kind` in any of `states`, oldest first (used for recovery)."""

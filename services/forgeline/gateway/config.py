@@ -1,0 +1,48 @@
+"""What the gateway needs to run: where the inference service is, how to reach it, the
+accepted API keys and the request-size limit, built from the `FORGELINE_*` settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from forgeline.client.channel import ChannelOptions
+from forgeline.common.settings import ServiceName, Settings
+from forgeline.gateway.keys import KeyStore
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """What the gateway needs to run.
+
+    Attributes:
+        inference_address: ``host:port`` of the inference service.
+        channel: Token and TLS for calls to it.
+        keys: Accepted API keys; empty means open access.
+        max_body_bytes: Largest request body (413 beyond).
+    """
+
+    inference_address: str
+    # The OpenAI SDKs retry 503s themselves; retrying here too would multiply waits.
+    channel: ChannelOptions = field(default_factory=lambda: ChannelOptions(retries=False))
+    keys: KeyStore = field(default_factory=KeyStore)
+    max_body_bytes: int = 2 * 1024 * 1024
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GatewayConfig:
+        """Builds the config from the `FORGELINE_*` settings.
+
+        Raises:
+            ValueError: the keys file is malformed (the message names the entry).
+        """
+        return cls(
+            inference_address=settings.addresses[ServiceName.INFERENCE],
+            channel=ChannelOptions(
+                token=settings.token,
+                tls=bool(settings.tls.ca_file),
+                ca_file=settings.tls.ca_file,
+                retries=False,
+            ),
+            keys=KeyStore.load(settings.gateway_keys_file, settings.gateway_api_keys),
+            max_body_bytes=settings.gateway_max_body_bytes,
+        )
