@@ -66,7 +66,7 @@ test: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: install
-	$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not e2e and not model" $(PYTEST_ARGS)
 
 demo: install
 	$(VENV)/bin/forgeline demo

@@ -84,6 +84,13 @@ def settings_for(home: Path) -> Callable[..., Settings]:
     return make
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test that loads the real model (through `bundled_model`) as `model`."""
+    for item in items:
+        if "bundled_model" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.model)
+
+
 @pytest.fixture(scope="session")
 def bundled_model() -> Path:
     """The bundled SmolLM2 as a Hugging Face folder (converted once into the cache)."""

@@ -23,7 +23,7 @@ import grpc
 
 from forgeline.client import exceptions
 from forgeline.client.channel import ChannelOptions, channel_arguments, tls_credentials
-from forgeline.client.status import domain_error
+from forgeline.client.status import raise_for_rpc_error
 from forgeline.v1 import inference_pb2, inference_pb2_grpc
 
 
@@ -135,7 +135,7 @@ class GenerateStream:
             message = await self._call.read()
         except grpc.aio.AioRpcError as err:
             self._ended = True
-            raise domain_error(err) from err
+            raise_for_rpc_error(err)
         except asyncio.CancelledError:
             # grpc.aio reports a locally cancelled call as CancelledError; that is only a
             # cancellation of this task when someone cancelled the task itself.
@@ -217,7 +217,7 @@ class AsyncInferenceClient:
                 timeout=timeout,
             )
         except grpc.aio.AioRpcError as err:
-            raise domain_error(err) from err
+            raise_for_rpc_error(err)
         return list(response.models)
 
     async def tokenize(
@@ -233,4 +233,4 @@ class AsyncInferenceClient:
         try:
             return await self.stub.Tokenize(request, metadata=self._metadata(), timeout=timeout)
         except grpc.aio.AioRpcError as err:
-            raise domain_error(err) from err
+            raise_for_rpc_error(err)

@@ -9,6 +9,7 @@ maps each to its gRPC status code with `google.rpc` error details
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 
@@ -106,14 +107,20 @@ class InvalidArgument(ForgelineError):
 class Violations:
     """Collects field violations during validation, then raises them together.
 
+    The one collector of field problems: validators add to it, a report or plan holds it,
+    and `raise_if_any` is where the collected problems become one `InvalidArgument`.
+
+    Args:
+        items: Violations to start with (another collector's, for instance).
+
     Example:
         >>> v = Violations()
         >>> v.check(rank > 0, "tuner.rank", "must be positive")
         >>> v.raise_if_any()
     """
 
-    def __init__(self) -> None:
-        self.items: list[FieldViolation] = []
+    def __init__(self, items: Iterable[FieldViolation] = ()) -> None:
+        self.items: list[FieldViolation] = list(items)
 
     def add(self, field: str, description: str) -> None:
         """Records a problem with `field`."""
@@ -124,6 +131,26 @@ class Violations:
         if not ok:
             self.add(field, description)
         return ok
+
+    def extend(self, violations: Iterable[FieldViolation]) -> None:
+        """Records every violation of `violations` (a list, or another collector)."""
+        self.items.extend(violations)
+
+    def fields(self) -> list[str]:
+        """The field of every recorded violation, in the order they were recorded."""
+        return [v.field for v in self.items]
+
+    def __iter__(self) -> Iterator[FieldViolation]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def __repr__(self) -> str:
+        return f"Violations({self.items!r})"
 
     def raise_if_any(self) -> None:
         """Raises:

@@ -30,16 +30,23 @@ _BY_CODE: dict[grpc.StatusCode, type[exceptions.ForgelineError]] = {
     grpc.StatusCode.ABORTED: exceptions.Aborted,
     grpc.StatusCode.UNAVAILABLE: exceptions.Unavailable,
     grpc.StatusCode.UNIMPLEMENTED: exceptions.Unimplemented,
+    grpc.StatusCode.DEADLINE_EXCEEDED: exceptions.DeadlineExceeded,
+    grpc.StatusCode.CANCELLED: exceptions.Cancelled,
 }
 
 
-def from_rpc_error(err: grpc.RpcError) -> exceptions.ForgelineError | grpc.RpcError:
-    """Returns the domain exception `err` stands for, or `err` itself for other codes."""
+def from_rpc_error(err: grpc.RpcError) -> exceptions.ForgelineError:
+    """Returns the domain exception `err` stands for, whatever its code.
+
+    Nothing passes through as a grpc type: codes without a domain class of their own
+    (INTERNAL, UNKNOWN, DATA_LOSS, ...) become `Internal` carrying the code's name.
+    """
     code = err.code() if hasattr(err, "code") else None
+    name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    message = (err.details() if hasattr(err, "details") else None) or name
     cls = _BY_CODE.get(code)
     if cls is None:
-        return err
-    message = err.details() or code.name
+        return exceptions.Internal(message, name)
     status = rpc_status.from_call(err) if hasattr(err, "trailing_metadata") else None
     detail_msgs = {}
     for detail in status.details if status else ():
@@ -78,11 +85,8 @@ def from_rpc_error(err: grpc.RpcError) -> exceptions.ForgelineError | grpc.RpcEr
 
 
 def raise_for_rpc_error(err: grpc.RpcError) -> NoReturn:
-    """Raises the domain exception for `err` (chained), or `err` itself."""
-    exc = from_rpc_error(err)
-    if exc is err:
-        raise err
-    raise exc from err
+    """Raises the domain exception for `err`, chained to it."""
+    raise from_rpc_error(err) from err
 
 
 def _pack(message: Any) -> any_pb2.Any:
@@ -140,26 +144,3 @@ def status_for(error: exceptions.ForgelineError) -> status_pb2.Status:
     return status_pb2.Status(
         code=getattr(code_pb2, error.code.value), message=error.message, details=details
     )
-
-
-_CALL_OUTCOMES: dict[grpc.StatusCode, type[exceptions.ForgelineError]] = {
-    grpc.StatusCode.DEADLINE_EXCEEDED: exceptions.DeadlineExceeded,
-    grpc.StatusCode.CANCELLED: exceptions.Cancelled,
-}
-
-
-def domain_error(err: grpc.RpcError) -> exceptions.ForgelineError:
-    """Returns the domain exception for `err`, whatever its code.
-
-    Unlike `from_rpc_error`, nothing passes through as a grpc type: DEADLINE_EXCEEDED and
-    CANCELLED become `DeadlineExceeded` and `Cancelled`, and every other code without a
-    domain class (INTERNAL, UNKNOWN, DATA_LOSS, ...) becomes `Internal` with its name.
-    """
-    exc = from_rpc_error(err)
-    if isinstance(exc, exceptions.ForgelineError):
-        return exc
-    code = err.code() if hasattr(err, "code") else None
-    name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
-    message = (err.details() if hasattr(err, "details") else None) or name
-    outcome = _CALL_OUTCOMES.get(code)
-    return outcome(message) if outcome is not None else exceptions.Internal(message, name)
