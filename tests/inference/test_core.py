@@ -20,7 +20,7 @@ from forgeline.inference.options import EngineOptions
 from forgeline.inference.outputs import FinishReason
 from forgeline.inference.requests import GenerateRequest, TokenizeRequest
 from forgeline.inference.resolver import LocalModel, LocalResolver
-from forgeline.inference.sampling import SamplingOptions
+from forgeline.inference.sampling import SamplingParams
 from forgeline.inference.served import ServedKind, ServedState
 from forgeline.v1 import registry_pb2
 from tests.inference.fakes import ADAPTER_WORDS, BASE_WORDS, FakeEngineFactory
@@ -61,7 +61,7 @@ def core(models, factory) -> InferenceCore:
 
 def req(model: str, request_id: str = "", **sampling) -> GenerateRequest:
     return GenerateRequest(
-        model, prompt="x", request_id=request_id, sampling=SamplingOptions(**sampling)
+        model, prompt="x", request_id=request_id, sampling=SamplingParams(**sampling)
     )
 
 
@@ -75,7 +75,7 @@ async def test_load_generate_and_list(core, factory):
     served = await core.load_model("base", options=EngineOptions(max_model_len=64))
     assert served.state is ServedState.READY and served.version == 1
     text, events = await collect(
-        core, GenerateRequest("base", prompt="a b c", sampling=SamplingOptions(max_tokens=3))
+        core, GenerateRequest("base", prompt="a b c", sampling=SamplingParams(max_tokens=3))
     )
     assert text == " ".join(BASE_WORDS[:3])
     assert events[-1].usage.prompt_tokens == 3 and events[-1].usage.completion_tokens == 3
@@ -165,7 +165,7 @@ async def test_unloading_a_model_aborts_its_requests_and_stops_the_engine(models
     core = InferenceCore(LocalResolver(models), factory)
     await core.load_model("base", options=LORA)
     await core.load_adapter("lora")
-    request = GenerateRequest("lora", prompt="x", sampling=SamplingOptions(max_tokens=40))
+    request = GenerateRequest("lora", prompt="x", sampling=SamplingParams(max_tokens=40))
     task = asyncio.create_task(collect(core, request))
     await asyncio.sleep(0.12)
     await core.unload_model("base")
@@ -180,7 +180,7 @@ async def test_unloading_an_adapter_lets_running_requests_finish(models):
     core = InferenceCore(LocalResolver(models), factory)
     await core.load_model("base", options=LORA)
     await core.load_adapter("lora")
-    request = GenerateRequest("lora", prompt="x", sampling=SamplingOptions(max_tokens=5))
+    request = GenerateRequest("lora", prompt="x", sampling=SamplingParams(max_tokens=5))
     task = asyncio.create_task(collect(core, request))
     await asyncio.sleep(0.03)
     await core.unload_adapter("lora")

@@ -6,7 +6,7 @@ import pytest
 
 from forgeline.client.exceptions import InvalidArgument
 from forgeline.inference.requests import ChatMessage, GenerateRequest, TokenizeRequest
-from forgeline.inference.sampling import SamplingOptions
+from forgeline.inference.sampling import SamplingParams
 from forgeline.v1 import inference_pb2
 
 
@@ -25,7 +25,7 @@ def test_generate_request_from_protobuf_and_validation():
     assert GenerateRequest.from_pb(pb).add_generation_prompt is False
 
     with pytest.raises(InvalidArgument) as err:
-        GenerateRequest(model="", sampling=SamplingOptions(top_p=5)).validate()
+        GenerateRequest(model="", sampling=SamplingParams(top_p=5)).validate()
     assert fields(err.value) == {"model", "input", "sampling.top_p"}
     with pytest.raises(InvalidArgument) as err:
         GenerateRequest(model="m", messages=(ChatMessage("", "x"),)).validate()

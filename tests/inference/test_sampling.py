@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from forgeline.client.exceptions import InvalidArgument
-from forgeline.inference.sampling import SamplingOptions, resolve_max_tokens
+from forgeline.inference.sampling import SamplingParams, resolve_max_tokens
 from forgeline.v1 import inference_pb2
 
 
@@ -14,7 +14,7 @@ def fields(exc: InvalidArgument) -> set[str]:
 
 
 def test_sampling_round_trips_through_protobuf_and_keeps_unset_fields_unset():
-    options = SamplingOptions(
+    options = SamplingParams(
         temperature=0.0,
         max_tokens=7,
         stop=("\n",),
@@ -25,12 +25,12 @@ def test_sampling_round_trips_through_protobuf_and_keeps_unset_fields_unset():
     )
     pb = options.to_pb()
     assert not pb.HasField("top_p") and pb.HasField("temperature")
-    assert SamplingOptions.from_pb(pb) == options
-    assert SamplingOptions.from_pb(inference_pb2.SamplingParams()).n == 1
+    assert SamplingParams.from_pb(pb) == options
+    assert SamplingParams.from_pb(inference_pb2.SamplingParams()).n == 1
 
 
 def test_sampling_violations_name_every_bad_field():
-    bad = SamplingOptions(
+    bad = SamplingParams(
         temperature=-1,
         top_p=0,
         min_p=2,
@@ -55,10 +55,10 @@ def test_sampling_violations_name_every_bad_field():
         "sampling.stop",
         "sampling.logit_bias",
     }
-    assert SamplingOptions(temperature=float("nan")).violations()[0].description == (
+    assert SamplingParams(temperature=float("nan")).violations()[0].description == (
         "must be a finite number"
     )
-    greedy_n = SamplingOptions(temperature=0.0, n=2).violations()
+    greedy_n = SamplingParams(temperature=0.0, n=2).violations()
     assert [v.field for v in greedy_n] == ["sampling.n"]
 
 

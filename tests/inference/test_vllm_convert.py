@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from forgeline.inference.options import EngineOptions
 from forgeline.inference.outputs import FinishReason
-from forgeline.inference.sampling import SamplingOptions
+from forgeline.inference.sampling import SamplingParams
 from forgeline.inference.vllm_convert import (
     completion_delta,
     convert_logprobs,
@@ -19,7 +19,7 @@ from forgeline.v1 import inference_pb2
 
 def test_sampling_kwargs_take_generation_config_defaults_for_unset_fields():
     defaults = {"temperature": 0.6, "top_p": 0.9, "max_tokens": 100}
-    kwargs = sampling_kwargs(SamplingOptions(top_p=0.5, stop=("x",)), defaults, max_tokens=12)
+    kwargs = sampling_kwargs(SamplingParams(top_p=0.5, stop=("x",)), defaults, max_tokens=12)
     assert kwargs["temperature"] == 0.6  # the model's default
     assert kwargs["top_p"] == 0.5  # the request wins
     assert kwargs["max_tokens"] == 12

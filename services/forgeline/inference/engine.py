@@ -34,7 +34,7 @@ from forgeline.inference.outputs import (
 )
 from forgeline.inference.prefill_gate import ExclusivePrefill
 from forgeline.inference.requests import GenerateRequest, TokenizeRequest
-from forgeline.inference.sampling import SamplingOptions
+from forgeline.inference.sampling import SamplingParams
 from forgeline.inference.vllm_convert import (
     completion_delta,
     convert_logprobs,
@@ -175,7 +175,7 @@ class VllmEngine:
         request = GenerateRequest(
             model=self.served_name,
             prompt_token_ids=(0,),
-            sampling=SamplingOptions(max_tokens=1, temperature=0.0),
+            sampling=SamplingParams(max_tokens=1, temperature=0.0),
         )
         async with aclosing(self.generate(request, f"warmup-{uuid.uuid4().hex}")) as events:
             async for _ in events:

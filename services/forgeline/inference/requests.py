@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from forgeline.client.exceptions import FieldViolation, InvalidArgument, Violations
-from forgeline.inference.sampling import SamplingOptions
+from forgeline.inference.sampling import SamplingParams
 from forgeline.v1 import inference_pb2
 
 
@@ -72,7 +72,7 @@ class GenerateRequest:
     prompt: str | None = None
     messages: tuple[ChatMessage, ...] | None = None
     prompt_token_ids: tuple[int, ...] | None = None
-    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     request_id: str = ""
     add_generation_prompt: bool = True
 
@@ -87,7 +87,7 @@ class GenerateRequest:
             prompt_token_ids=(
                 tuple(pb.prompt_token_ids.ids) if which == "prompt_token_ids" else None
             ),
-            sampling=SamplingOptions.from_pb(pb.sampling),
+            sampling=SamplingParams.from_pb(pb.sampling),
             request_id=pb.request_id,
             add_generation_prompt=(
                 pb.add_generation_prompt if pb.HasField("add_generation_prompt") else True

@@ -25,7 +25,7 @@ def _optional(message: Any, name: str) -> Any:
 
 
 @dataclass(frozen=True)
-class SamplingOptions:
+class SamplingParams:
     """How to sample; `None` fields take the model's generation-config default.
 
     Mirrors `forgeline.v1.SamplingParams`.
@@ -50,7 +50,7 @@ class SamplingOptions:
     logit_bias: Mapping[int, float] = field(default_factory=dict)
 
     @classmethod
-    def from_pb(cls, pb: inference_pb2.SamplingParams) -> SamplingOptions:
+    def from_pb(cls, pb: inference_pb2.SamplingParams) -> SamplingParams:
         """Builds options from their protobuf form (`n` 0 means 1)."""
         return cls(
             temperature=_optional(pb, "temperature"),

@@ -18,7 +18,7 @@ from forgeline.client.exceptions import InvalidArgument
 from forgeline.inference.options import DEFAULT_MAX_LORAS, EngineOptions
 from forgeline.inference.outputs import CompletionDelta, FinishReason, TokenLogprob, TopLogprob
 from forgeline.inference.requests import GenerateRequest
-from forgeline.inference.sampling import SamplingOptions, resolve_max_tokens
+from forgeline.inference.sampling import SamplingParams, resolve_max_tokens
 
 # Parameters a model's generation config may set defaults for (vLLM's list).
 GENERATION_CONFIG_KEYS = (
@@ -30,7 +30,7 @@ GENERATION_CONFIG_KEYS = (
     "frequency_penalty",
     "repetition_penalty",
 )
-SAMPLING_FIELDS = frozenset(f.name for f in dataclasses.fields(SamplingOptions))
+SAMPLING_FIELDS = frozenset(f.name for f in dataclasses.fields(SamplingParams))
 
 _FINISH_FROM_ENGINE = {
     "stop": FinishReason.STOP,
@@ -66,7 +66,7 @@ def engine_kwargs(options: EngineOptions) -> dict[str, Any]:
 
 
 def sampling_kwargs(
-    sampling: SamplingOptions, defaults: Mapping[str, Any], max_tokens: int
+    sampling: SamplingParams, defaults: Mapping[str, Any], max_tokens: int
 ) -> dict[str, Any]:
     """Keyword arguments for vLLM's `SamplingParams`.
 
@@ -114,7 +114,7 @@ def sampling_params(
     Raises:
         InvalidArgument: the token budget does not fit, or vLLM refused the parameters.
     """
-    from vllm import SamplingParams
+    from vllm import SamplingParams as VllmSamplingParams
     from vllm.sampling_params import RequestOutputKind
 
     sampling = request.sampling
@@ -127,7 +127,7 @@ def sampling_params(
     )
     kwargs = sampling_kwargs(sampling, defaults, max_tokens)
     try:
-        return SamplingParams.from_optional(output_kind=RequestOutputKind.DELTA, **kwargs)
+        return VllmSamplingParams.from_optional(output_kind=RequestOutputKind.DELTA, **kwargs)
     except ValueError as exc:
         raise InvalidArgument("sampling", str(exc)) from exc
 
