@@ -30,7 +30,7 @@ from forgeline.client.manifests import sha256_file  # noqa: E402
 from forgeline.client.registry import RegistryClient  # noqa: E402
 from forgeline.client.transfer import upload_file  # noqa: E402
 from forgeline.v1 import registry_pb2  # noqa: E402
-from tests.helpers import start_process  # noqa: E402
+from tests.helpers import start_service  # noqa: E402
 
 
 def timed(fn) -> tuple[float, object]:
@@ -52,7 +52,7 @@ def cp_seconds(src: Path, work: Path, repeats: int = 3) -> float:
 def bench_chunk(src: Path, work: Path, chunk: int, digest: tuple[str, int]) -> dict:
     home = work / f"home-{chunk}"
     env = {**os.environ, "FORGELINE_HOME": str(home), "FORGELINE_CHUNK_BYTES": str(chunk)}
-    proc = start_process("registry", env)
+    proc = start_service("registry", env)
     port = proc.port
     try:
         registry = RegistryClient(f"127.0.0.1:{port}", ChannelOptions(retries=False))

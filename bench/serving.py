@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import platform
-import re
 import signal
 import statistics
 import subprocess
@@ -40,10 +39,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from forgeline.common.processes import ServiceProcess, free_port, start_service
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SERVED = "smol"
-FORGELINE = [sys.executable, "-m", "forgeline.cli"]
 TOKEN = "bench-token"
 API_KEY = "bench-key"
 
@@ -75,36 +75,6 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-
-
-def start_forgeline(service: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
-    """Starts `forgeline serve SERVICE --port 0`; returns the process and its port."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*FORGELINE, "serve", service, "--port", "0"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        match = re.search(rf"{service} listening on [\d.]+:(\d+)", log.read_text(errors="replace"))
-        if match:
-            return proc, int(match[1])
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{service} did not start:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def free_port() -> int:
-    """A free TCP port."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -165,20 +135,20 @@ def forgeline_stack(model: Path, args: argparse.Namespace, work: Path) -> Iterat
         "FORGELINE_GATEWAY_KEYS_FILE": str(keys),
         "FORGELINE_LOG_LEVEL": "WARNING",
     }
-    procs: list[subprocess.Popen] = []
+    procs: list[ServiceProcess] = []
     try:
-        registry, registry_port = start_forgeline("registry", env, work / "registry.log")
+        registry = start_service("registry", env, work / "registry.log")
         procs.append(registry)
-        env["FORGELINE_REGISTRY_ADDRESS"] = f"127.0.0.1:{registry_port}"
+        env["FORGELINE_REGISTRY_ADDRESS"] = registry.address
         with RegistryClient(env["FORGELINE_REGISTRY_ADDRESS"], ChannelOptions(token=TOKEN)) as rc:
             version = push_folder(
                 rc, model, "bench-model", registry_pb2.VERSION_KIND_BASE, reuse_identical=True
             )
-        inference, inference_port = start_forgeline("inference", env, work / "inference.log")
+        inference = start_service("inference", env, work / "inference.log")
         procs.append(inference)
-        address = f"127.0.0.1:{inference_port}"
+        address = inference.address
         env["FORGELINE_INFERENCE_ADDRESS"] = address
-        gateway, gateway_port = start_forgeline("gateway", env, work / "gateway.log")
+        gateway = start_service("gateway", env, work / "gateway.log")
         procs.append(gateway)
         engine = inference_pb2.EngineOptions(
             max_model_len=args.max_model_len,
@@ -190,10 +160,11 @@ def forgeline_stack(model: Path, args: argparse.Namespace, work: Path) -> Iterat
             served = client.load_model(f"{version.model}:{version.number}", SERVED, engine)
         if served.state != inference_pb2.SERVED_MODEL_STATE_READY:
             raise RuntimeError(f"the model did not load: {served.error}")
-        yield {"gateway": f"http://127.0.0.1:{gateway_port}", "inference": address}
+        yield {"gateway": f"http://{gateway.address}", "inference": address}
     finally:
         for proc in reversed(procs):
-            stop(proc)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.stop()
 
 
 # --------------------------------------------------------------------------- gRPC backend
@@ -207,7 +178,6 @@ async def grpc_request(request_func_input, session, pbar=None):
     Times like vLLM's OpenAI completions function: TTFT at the first message carrying
     output, ITL between later ones, output tokens from the final usage.
     """
-    import grpc
     from vllm.benchmarks.lib.endpoint_request_func import RequestFuncOutput
 
     from forgeline.client import ChannelOptions
@@ -251,7 +221,7 @@ async def grpc_request(request_func_input, session, pbar=None):
         output.generated_text = "".join(text)
         output.latency = last - start
         output.success = output.ttft > 0
-    except (grpc.RpcError, Exception):
+    except Exception:  # any failure is this request's, recorded as vLLM's client does
         output.success = False
         output.error = traceback.format_exc()
     if pbar:

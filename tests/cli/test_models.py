@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import FORGELINE, start_process
+from tests.helpers import FORGELINE, start_service
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +20,7 @@ def cli(tmp_path, bundled_model):
         "FORGELINE_TOKEN": "tok",
         "COLUMNS": "200",
     }
-    proc = start_process("registry", env)
+    proc = start_service("registry", env)
     env["FORGELINE_REGISTRY_ADDRESS"] = proc.address
 
     def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FORGELINE, start_process
+from tests.helpers import FORGELINE, start_service
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("service", ["registry", "trainer", "quantizer", "evaluator", "inference"])
 def test_service_starts_answers_health_and_stops_gracefully(service, env):
-    proc = start_process(service, env)
+    proc = start_service(service, env)
     try:
         address = proc.address
         result = forgeline("health", address, env=env)

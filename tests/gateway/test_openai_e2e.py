@@ -18,7 +18,7 @@ import pytest
 
 from forgeline.client import ChannelOptions, InferenceClient
 from forgeline.v1 import inference_pb2
-from tests.helpers import FORGELINE, Process, start_process, wait_for
+from tests.helpers import FORGELINE, ServiceProcess, start_service, wait_for
 from tests.inference.support import (
     ADAPTER_MODEL,
     BASE_MODEL,
@@ -39,8 +39,8 @@ QUESTION = "What is the capital of France?"
 @dataclass
 class Stack:
     env: dict[str, str]
-    inference: Process
-    gateway: Process
+    inference: ServiceProcess
+    gateway: ServiceProcess
     deploy_output: str
 
     @property
@@ -90,11 +90,11 @@ def stack(tmp_path_factory, bundled_model):
             "FORGELINE_GATEWAY_KEYS_FILE": str(keys),
             "FORGELINE_GATEWAY_MAX_BODY_BYTES": "65536",
         }
-        inference = start_process("inference", env, home / "inference.log")
+        inference = start_service("inference", env, home / "inference.log")
         env["FORGELINE_INFERENCE_ADDRESS"] = f"127.0.0.1:{inference.port}"
         gateway = None
         try:
-            gateway = start_process("gateway", env, home / "gateway.log")
+            gateway = start_service("gateway", env, home / "gateway.log")
             stack = Stack(env, inference, gateway, "")
             deployed = stack.cli(
                 "deploy", BASE_MODEL, "--name", SERVED, "--adapter", ADAPTER_MODEL, *ENGINE_ARGS

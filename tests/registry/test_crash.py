@@ -15,7 +15,7 @@ from forgeline.client.channel import ChannelOptions
 from forgeline.client.registry import RegistryClient
 from forgeline.client.transfer import push_folder, upload_file
 from forgeline.v1 import registry_pb2
-from tests.helpers import free_port, start_process, wait_for
+from tests.helpers import free_port, start_service, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 def test_sigkill_mid_upload(tmp_path):
     env = {**os.environ, "FORGELINE_HOME": str(tmp_path / "home")}
     port = free_port()
-    proc = start_process("registry", env, port=port)
+    proc = start_service("registry", env, port=port)
     address = f"127.0.0.1:{port}"
     committed = tmp_path / "committed"
     committed.mkdir()
@@ -65,7 +65,7 @@ def test_sigkill_mid_upload(tmp_path):
         assert outcome, "an upload to a killed registry must not succeed"
         registry.close()
 
-        proc = start_process("registry", env, port=port)
+        proc = start_service("registry", env, port=port)
         registry = RegistryClient(address)
         safe = registry.get_version("safe")
         assert safe.state == registry_pb2.VERSION_STATE_READY
