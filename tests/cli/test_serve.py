@@ -42,10 +42,3 @@ def test_service_starts_answers_health_and_stops_gracefully(service, env):
 def test_health_of_nothing_fails(env):
     result = forgeline("health", "127.0.0.1:1", "--timeout", "1", env=env)
     assert result.returncode == 1 and "UNAVAILABLE" in result.stderr
-
-
-def test_help_lists_the_commands(env):
-    result = forgeline("--help", env=env)
-    assert result.returncode == 0
-    for command in ("serve", "health", "models", "env"):
-        assert command in result.stdout

@@ -22,7 +22,7 @@ def spec(**fields) -> trainer_pb2.TrainJobSpec:
 
 
 def test_a_valid_spec_has_no_problem():
-    assert check_spec(spec()).problems == []
+    assert check_spec(spec()).problems.items == []
 
 
 def test_every_problem_is_reported_with_its_field():

@@ -105,6 +105,22 @@ def test_json_array_problems_carry_line_numbers(tmp_path):
     ]
 
 
+def test_json_array_lines_count_across_multi_line_records(tmp_path):
+    path = tmp_path / "pairs.json"
+    path.write_text(
+        '[\n  {"prompt": "a",\n   "chosen": "b",\n   "rejected": "c"},\n'
+        '  {"prompt": "a", "chosen": "b", "rejected": ""},\n\n'
+        '  {"prompt": "a", "chosen": "b", "rejected": "c"}\n'
+        '  {"prompt": "a", "chosen": "b", "rejected": "c"}\n]\n'
+    )
+    loaded = data.load_dataset(path, Task.DPO)
+    assert [str(p) for p in loaded.problems] == [
+        "pairs.json:5: rejected: is empty",
+        "pairs.json:8: expected ',' or ']' between records",
+    ]
+    assert len(loaded.examples) == 2
+
+
 def test_format_that_cannot_train_the_task_is_explained(tmp_path):
     path = write_jsonl(tmp_path / "t.jsonl", [SAMPLES[DataFormat.TEXT]])
     loaded = data.load_dataset(path, Task.DPO)

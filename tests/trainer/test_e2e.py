@@ -249,6 +249,8 @@ def test_two_workers_sharded(suite, tmp_path, strategy, stage, offload):
         version = registry.get_version(name)
     expected = "deepspeed" if stage is not None else "fsdp"
     assert version.metadata["strategy"] == expected and version.metadata["workers"] == "2"
+    # Reported by the workers' process group, not echoed from the spec.
+    assert version.metrics["world_size"] == 2
     adapter = suite.pull(f"{name}:{version.number}")
     assert (adapter / "adapter_model.safetensors").stat().st_size > 100_000
 
@@ -352,4 +354,5 @@ def test_a_restarted_trainer_resumes_the_job_from_its_checkpoint(suite, tmp_path
     assert resumed_at in (3, 6)
     assert steps == list(range(resumed_at + 1, 11))
     with suite.registry_client() as registry:
-        assert registry.get_version(name).metrics["train_steps"] == 10
+        metrics = registry.get_version(name).metrics
+    assert metrics["train_steps"] == 10 and metrics["world_size"] == workers

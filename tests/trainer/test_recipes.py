@@ -38,6 +38,18 @@ class StopAfter(LocalEnv):
         return len(self.reports) >= self.steps
 
 
+class KeepMetrics(LocalEnv):
+    """Keeps the metrics persisted with every checkpoint."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.saved: list[dict[str, float]] = []
+
+    def save_checkpoint(self, folder: Path, metrics: dict[str, float]) -> None:
+        self.saved.append(dict(metrics))
+        super().save_checkpoint(folder, metrics)
+
+
 def losses(env: LocalEnv) -> dict[int, float]:
     return {step: metrics["loss"] for step, _, metrics in env.reports}
 
@@ -94,7 +106,11 @@ def test_dpo_losses_match_their_definitions():
 
 def test_checkpoint_layout(tmp_path: Path, bundled_model, tiny_facts):
     cfg = replace(CFG, hyper=replace(CFG.hyper, max_steps=1))
-    env = LocalEnv(Inputs(base=bundled_model, dataset=tiny_facts), tmp_path / "ck")
+    env = KeepMetrics(Inputs(base=bundled_model, dataset=tiny_facts), tmp_path / "ck")
     sft.run(cfg, env)
     names = sorted(p.name for p in env.latest().iterdir())
     assert names == ["final", "model", "rng-0.pt", "state", "trainer_state.json"]
+    # What the runner copies onto the registered version: measured, not from the spec.
+    (final,) = env.saved
+    assert final["step"] == 1 and final["world_size"] == 1
+    assert final["peak_rss_bytes"] >= final["baseline_rss_bytes"] > 0

@@ -15,6 +15,7 @@ from rich.progress import (
 )
 
 from forgeline.client.channel import ChannelOptions
+from forgeline.client.jobs import TrainerClient
 from forgeline.client.registry import RegistryClient
 from forgeline.common.settings import ServiceName, Settings
 
@@ -35,6 +36,11 @@ def address_of(service: ServiceName, override: str | None = None) -> str:
 def registry_client(address: str | None = None) -> RegistryClient:
     """A registry client for the configured (or given) address."""
     return RegistryClient(address_of(ServiceName.REGISTRY, address), client_options())
+
+
+def trainer_client(address: str | None = None) -> TrainerClient:
+    """A trainer client for the configured (or given) address."""
+    return TrainerClient(address_of(ServiceName.TRAINER, address), client_options())
 
 
 @contextlib.contextmanager

@@ -9,14 +9,12 @@ and ask both the same questions through the OpenAI SDK pointed at the gateway.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
@@ -25,7 +23,7 @@ import typer
 from rich.table import Table
 
 from forgeline.cli.context import console, err_console
-from forgeline.cli.training import follow
+from forgeline.cli.jobs import follow
 from forgeline.client.channel import ChannelOptions
 from forgeline.client.inference import InferenceClient
 from forgeline.client.jobs import TrainerClient
@@ -34,6 +32,7 @@ from forgeline.client.refs import format_ref, parse_ref
 from forgeline.client.registry import RegistryClient
 from forgeline.client.transfer import push_file, push_folder
 from forgeline.common.bundled import BUNDLED_NAME, import_bundled
+from forgeline.common.processes import ServiceProcess, free_port, launch_service
 from forgeline.v1 import inference_pb2, registry_pb2, trainer_pb2
 
 SERVICES = ("registry", "trainer", "inference", "gateway")
@@ -81,19 +80,13 @@ def write_dataset(path: Path) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Suite:
     """The services as child processes on free ports, sharing one home and one token."""
 
     def __init__(self, home: Path, logs: Path):
         self.home = home
         self.logs = logs
-        self.ports = {name: _free_port() for name in SERVICES}
+        self.ports = {name: free_port() for name in SERVICES}
         self.token = os.urandom(16).hex()
         self.env = {
             **os.environ,
@@ -105,8 +98,7 @@ class Suite:
                 if name != "gateway"
             },
         }
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.log_files: list = []
+        self.procs: list[ServiceProcess] = []
 
     def address(self, name: str) -> str:
         """host:port of a service."""
@@ -114,40 +106,28 @@ class Suite:
 
     def __enter__(self) -> Suite:
         self.logs.mkdir(parents=True, exist_ok=True)
-        for name in SERVICES:
-            # Everything a service prints (vLLM logs to stdout) goes to its log file.
-            log = open(self.logs / f"{name}.log", "w")
-            self.log_files.append(log)
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "forgeline.cli", "serve", name,
-                 "--port", str(self.ports[name])],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        for name, proc in self.procs.items():
-            log_path = self.logs / f"{name}.log"
-            deadline = time.monotonic() + 120
-            while "listening on" not in log_path.read_text(errors="replace"):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    self.__exit__(None, None, None)
-                    raise RuntimeError(f"{name} did not start; see {log_path}")
-                time.sleep(0.1)
-            console.print(f"  {name:<9} {self.address(name)}")
+        # All start at once; each is then awaited (everything a service prints, vLLM's
+        # logs included, goes to its log file).
+        self.procs = [
+            launch_service(name, self.env, self.logs / f"{name}.log", port=self.ports[name])
+            for name in SERVICES
+        ]
+        try:
+            for proc in self.procs:
+                proc.wait_listening(120)
+                console.print(f"  {proc.service:<9} {proc.address}")
+        except RuntimeError:
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc_info) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        for log in self.log_files:
-            log.close()
+        for proc in self.procs:
+            if proc.proc.poll() is None:
+                proc.proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.stop(30)
 
 
 def _ask(client, model: str, question: str) -> str:

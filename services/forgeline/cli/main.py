@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from forgeline.cli import demo, models, serving, training
+from forgeline.cli import demo, jobs, models, serving, training
 from forgeline.client import exceptions
 from forgeline.client.refs import RefError
 from forgeline.common.settings import ENVIRONMENT, ServiceName, Settings
@@ -31,6 +31,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 serving.register(app)
 training.register(app)
+app.add_typer(jobs.app, name="jobs")
 demo.register(app)
 
 
@@ -69,21 +70,16 @@ def health(
     tls: Annotated[bool, typer.Option(help="Connect with TLS.")] = False,
 ) -> None:
     """Ask a service's grpc.health.v1 endpoint; exit 0 only when it is SERVING."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from forgeline.client.health import check_health
 
-    from forgeline.client.channel import ChannelOptions, open_channel
-
-    with open_channel(address, ChannelOptions(tls=tls, retries=False)) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
-        except grpc.RpcError as err:
-            err_console.print(f"{address}: {err.code().name}: {err.details()}")
-            raise typer.Exit(1) from None
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+    ca_file = Settings.load(ServiceName.REGISTRY).tls.ca_file
+    try:
+        status = check_health(address, service, tls=tls, ca_file=ca_file, timeout=timeout)
+    except exceptions.ForgelineError as exc:
+        err_console.print(f"{address}: {exc.code.value}: {exc.message}")
+        raise typer.Exit(1) from None
     console.print(f"{address}: {status}")
-    if resp.status != health_pb2.HealthCheckResponse.SERVING:
+    if status != "SERVING":
         raise typer.Exit(1)
 
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from forgeline.cli.context import address_of, client_options, console, err_console
 from forgeline.client.inference import InferenceClient
+from forgeline.client.labels import label
 from forgeline.common.settings import ServiceName
 from forgeline.inference.options import Dtype
 from forgeline.v1 import inference_pb2
@@ -37,11 +38,11 @@ def inference_client(address: str | None = None) -> InferenceClient:
 
 
 def _state(model: inference_pb2.ServedModel) -> str:
-    return inference_pb2.ServedModelState.Name(model.state).removeprefix("SERVED_MODEL_STATE_")
+    return label(inference_pb2.ServedModelState, model.state)
 
 
 def _kind(model: inference_pb2.ServedModel) -> str:
-    return inference_pb2.ServedModelKind.Name(model.kind).removeprefix("SERVED_MODEL_KIND_")
+    return label(inference_pb2.ServedModelKind, model.kind)
 
 
 def _table(models: list[inference_pb2.ServedModel]) -> Table:

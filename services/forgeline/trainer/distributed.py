@@ -2,9 +2,10 @@
 
 A recipe's loop calls `engine.module(...)` for the forward pass, `engine.backward(loss)`
 for each micro-batch (inside `engine.accumulating(last)`), and `engine.step()` once per
-optimizer step. `TorchEngine` covers one worker and DDP (gradients all-reduced by PyTorch);
-`DeepSpeedEngine` covers ZeRO stages 0-3 with optimizer and parameter offload, from the
-job's high-level settings merged with any DeepSpeed JSON the job passes through.
+optimizer step; `build_train_engine` picks the engine of the job's strategy.
+`TorchEngine` covers one worker and DDP (gradients all-reduced by PyTorch), `FsdpEngine`
+shards over the workers with PyTorch's `fully_shard`, and
+`forgeline.trainer.deepspeed_engine.DeepSpeedEngine` covers ZeRO stages 0-3.
 
 Loss normalisation is the caller's: recipes divide summed token losses by the global
 number of target tokens of the step, so neither engine rescales by the accumulation steps.
@@ -13,22 +14,23 @@ number of target tokens of the step, so neither engine rescales by the accumulat
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
 from forgeline.trainer.config import OptimizerKind, Precision, Strategy, TrainConfig
 
+if TYPE_CHECKING:
+    from forgeline.trainer.deepspeed_engine import DeepSpeedEngine
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = "engine.pt"
-DEEPSPEED_TAG = "state"
 
 
 def world() -> tuple[int, int]:
@@ -292,151 +294,22 @@ def _no_split_modules(model: torch.nn.Module) -> list[str]:
     return []
 
 
-def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
-    """The DeepSpeed config of a job: generated from its settings, then its overrides merged."""
-    d, h = cfg.dist, cfg.hyper
-    zero: dict[str, Any] = {"stage": d.zero_stage}
-    if d.offload_optimizer and d.zero_stage >= 1:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": d.use_gpu}
-    if d.offload_params and d.zero_stage == 3:
-        zero["offload_param"] = {"device": "cpu", "pin_memory": d.use_gpu}
-    if d.zero_stage == 3:
-        # Lets the final save gather full weights from every worker's shard.
-        zero["stage3_gather_16bit_weights_on_model_save"] = True
-    config: dict[str, Any] = {
-        "train_micro_batch_size_per_gpu": h.batch_size,
-        "gradient_accumulation_steps": h.grad_accum,
-        "train_batch_size": h.batch_size * h.grad_accum * world_size,
-        "gradient_clipping": h.max_grad_norm,
-        "zero_optimization": zero,
-        "bf16": {"enabled": h.precision is Precision.BF16},
-        "fp16": {"enabled": h.precision is Precision.FP16},
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-        # The optimizer is ours (AdamW or bitsandbytes), also when its state is offloaded;
-        # on CPU workers the state lives in the same memory anyway.
-        "zero_allow_untested_optimizer": True,
-        "zero_force_ds_cpu_optimizer": False,
-    }
-    return _merge(config, d.deepspeed_overrides)
+def build_train_engine(
+    model: torch.nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device
+) -> TorchEngine | DeepSpeedEngine:
+    """Wraps a model for the configuration's strategy: the engine a recipe trains through.
 
+    FSDP on one worker is plain training (there is nothing to shard over).
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-class DeepSpeedEngine:
-    """DeepSpeed ZeRO 0-3 with optional optimizer / parameter offload.
-
-    The recipe calls `backward` and `step` once per micro-batch, as DeepSpeed expects;
-    DeepSpeed counts micro-batches and steps the optimizer at accumulation boundaries.
+    Args:
+        model: The model to train, already on `device`.
+        cfg: The job's configuration (its strategy picks the engine).
+        total_steps: Optimizer steps of the run (for the schedule).
+        device: The worker's device.
     """
-
-    def __init__(
-        self, model: torch.nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device
-    ):
-        import deepspeed
-
-        self.cfg = cfg
-        self.device = device
-        self.model = model
-        self.stage = cfg.dist.zero_stage
-        config = deepspeed_config(cfg, world()[1])
-        client_optimizer = None if "optimizer" in config else build_optimizer(model, cfg)
-        scheduler = None
-        if "scheduler" not in config:
-
-            def scheduler(optimizer):
-                return build_scheduler(optimizer, cfg, total_steps)
-
-        self.module, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model,
-            optimizer=client_optimizer,
-            model_parameters=[p for p in model.parameters() if p.requires_grad],
-            lr_scheduler=scheduler,
-            config=config,
-            dist_init_required=False,
-        )
-        self._grad_norm = 0.0
-
-    @property
-    def lr(self) -> float:
-        """The current learning rate."""
-        return self.module.get_lr()[0]
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """DeepSpeed casts the model itself; nothing to do."""
-        return contextlib.nullcontext()
-
-    def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
-        """DeepSpeed tracks accumulation boundaries itself."""
-        return contextlib.nullcontext()
-
-    def backward(self, loss: torch.Tensor) -> None:
-        """Back-propagates and advances DeepSpeed's micro-step (optimizer at boundaries)."""
-        self.module.backward(loss, scale_wrt_gas=False)
-        boundary = self.module.is_gradient_accumulation_boundary()
-        self.module.step()
-        if boundary:
-            norm = self.module.get_global_grad_norm()
-            self._grad_norm = float(norm) if norm is not None else 0.0
-
-    def step(self) -> float:
-        """The optimizer already stepped in `backward`; returns the last gradient norm."""
-        return self._grad_norm
-
-    def save_state(self, folder: Path) -> None:
-        """Every worker writes its shard of the trainable state (frozen weights excluded)."""
-        self.module.save_checkpoint(str(folder), tag=DEEPSPEED_TAG, exclude_frozen_parameters=True)
-
-    def load_state(self, folder: Path) -> None:
-        """Restores every worker's shard.
-
-        Raises:
-            RuntimeError: the checkpoint could not be loaded.
-        """
-        path, _ = self.module.load_checkpoint(
-            str(folder), tag=DEEPSPEED_TAG, load_module_strict=False
-        )
-        if path is None:
-            raise RuntimeError(f"no DeepSpeed checkpoint under {folder}")
-
-    def export(self, dest: Path, tokenizer: Any) -> None:
-        """Writes the trained adapter or model, gathering ZeRO-3 shards first (all workers)."""
-        from forgeline.trainer.modeling import save_trained
-
-        rank = world()[0]
-        model = self.module.module
-        if self.stage < 3:
-            if rank == 0:
-                save_trained(model, tokenizer, dest)
-            return
-        if self.cfg.tuner.adapter:
-            import deepspeed
-
-            trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-            with deepspeed.zero.GatheredParameters([p for _, p in trainable], modifier_rank=None):
-                state = {n: p.detach().cpu().clone() for n, p in trainable}
-        else:
-            state = self.module._zero3_consolidated_16bit_state_dict()
-        if rank == 0:
-            save_trained(model, tokenizer, dest, state_dict=state)
-
-    def close(self) -> None:
-        """Frees DeepSpeed's buffers."""
-        with contextlib.suppress(Exception):
-            self.module.destroy()
-
-
-def make_engine(model: torch.nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device):
-    """The engine for the configuration's strategy (FSDP on one worker is plain training)."""
     if cfg.dist.strategy is Strategy.DEEPSPEED:
+        from forgeline.trainer.deepspeed_engine import DeepSpeedEngine
+
         return DeepSpeedEngine(model, cfg, total_steps, device)
     if cfg.dist.strategy is Strategy.FSDP and world()[1] > 1:
         return FsdpEngine(model, cfg, total_steps, device)

@@ -1,11 +1,11 @@
-"""Running recipes on Ray Train: workers, live events, checkpoints, resume and stop.
+"""The driver side of a run on Ray Train: launch, follow, stop and resume jobs.
 
 The service joins the Ray cluster at `FORGELINE_RAY_ADDRESS`, or starts a local one. A job
 becomes one `TorchTrainer` run (DDP process group over gloo on CPU, NCCL on GPU) whose
-workers pull their inputs from the registry by reference, run the recipe, and persist
-checkpoints through Ray Train into the job's storage folder. Re-launching a job with the
-same storage folder restores its newest checkpoint (Ray Train's run snapshot), which is
-how a restarted service resumes a job.
+workers run `forgeline.trainer.ray_worker.train_worker` and persist checkpoints through
+Ray Train into the job's storage folder. Re-launching a job with the same storage folder
+restores its newest checkpoint (Ray Train's run snapshot), which is how a restarted
+service resumes a job.
 
 Live progress travels through a small `EventSink` actor that rank 0 writes to and the
 service drains. Stopping is cooperative first (workers see the request at the next step
@@ -16,37 +16,21 @@ controller and the workers with it, and the run's placement group is removed.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from forgeline.client import exceptions
-from forgeline.client.cache import CacheConfig, VersionCache
-from forgeline.trainer.config import Task, TrainConfig
-from forgeline.trainer.worker import Inputs, StopRequested
+from forgeline.client.cache import CacheConfig
+from forgeline.trainer.config import TrainConfig
+from forgeline.trainer.ray_worker import WORKER_ENV, InputRefs, train_worker
+from forgeline.trainer.worker import StopRequested
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 20.0
-# Environment every worker gets: DeepSpeed's CPU accelerator when there is no GPU, and
-# OpenMP threads that sleep instead of spinning when they wait (on shared CPU hosts a
-# spinning pool slows every other process, and itself, by an order of magnitude).
-WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
-
-
-@dataclass(frozen=True)
-class InputRefs:
-    """A job's inputs as pinned registry references."""
-
-    base: str
-    dataset: str
-    reference: str = ""
-    eval_dataset: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,7 +64,7 @@ class TrainingFailed(exceptions.ForgelineError):
     """The workers raised; the message carries the worker's error."""
 
 
-# -- the pieces that run inside Ray ----------------------------------------------------------
+# -- the pieces that run in Ray on the driver's behalf ---------------------------------------
 
 
 class EventSink:
@@ -115,94 +99,6 @@ class EventSink:
     def placement_group(self) -> Any:
         """The run's placement group, if a worker registered it."""
         return self._placement_group
-
-
-class RayWorkerEnv:
-    """`WorkerEnv` inside a Ray Train worker."""
-
-    def __init__(self, sink: Any, inputs: Inputs, use_gpu: bool):
-        import ray.train
-
-        from forgeline.trainer.worker import default_device
-
-        context = ray.train.get_context()
-        self.rank = context.get_world_rank()
-        self.world_size = context.get_world_size()
-        self.device = default_device(use_gpu)
-        self.inputs = inputs
-        self._sink = sink
-        self._stop_checked = 0.0
-        self._stop = False
-
-    def report(self, step: int, total_steps: int, metrics: dict[str, float]) -> None:
-        """Sends rank 0's progress to the service."""
-        if self.rank == 0:
-            self._sink.put.remote(("progress", step, total_steps, dict(metrics)))
-
-    def log(self, message: str) -> None:
-        """Sends rank 0's log line to the service."""
-        if self.rank == 0:
-            self._sink.put.remote(("log", message))
-
-    def stop_requested(self) -> bool:
-        """Asks the sink, at most twice a second."""
-        import ray
-
-        now = time.monotonic()
-        if not self._stop and now - self._stop_checked > 0.5:
-            self._stop_checked = now
-            self._stop = ray.get(self._sink.stop_requested.remote())
-        return self._stop
-
-    def save_checkpoint(self, folder: Path, metrics: dict[str, float]) -> None:
-        """Persists every worker's part of a checkpoint into one Ray Train checkpoint."""
-        import ray.train
-
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(folder)))
-
-    @contextmanager
-    def restore_checkpoint(self) -> Iterator[Path | None]:
-        """The run's newest checkpoint (from an earlier attempt), as a local folder."""
-        import ray.train
-
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
-            yield None
-            return
-        with checkpoint.as_directory() as folder:
-            yield Path(folder)
-
-
-def _materialize(refs: InputRefs, config: CacheConfig) -> Inputs:
-    with VersionCache.open(config) as cache:
-        return Inputs(
-            base=cache.pull(refs.base).path,
-            dataset=cache.pull(refs.dataset).path,
-            reference=cache.pull(refs.reference).path if refs.reference else None,
-            eval_dataset=cache.pull(refs.eval_dataset).path if refs.eval_dataset else None,
-        )
-
-
-def train_worker(payload: dict[str, Any]) -> None:
-    """The function every Ray Train worker runs: inputs, recipe, checkpoints."""
-    use_gpu = payload["config"].dist.use_gpu
-    if not use_gpu:
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    import ray
-    import ray.train
-
-    sink = payload["sink"]
-    cfg: TrainConfig = payload["config"]
-    if ray.train.get_context().get_world_rank() == 0:
-        from ray.util import get_current_placement_group
-
-        sink.set_placement_group.remote(get_current_placement_group())
-    env = RayWorkerEnv(sink, _materialize(payload["inputs"], payload["cache"]), use_gpu)
-    if cfg.task is Task.DPO:
-        from forgeline.trainer.recipes import dpo as recipe
-    else:
-        from forgeline.trainer.recipes import sft as recipe
-    recipe.run(cfg, env)
 
 
 def _fit(request: LaunchRequest, sink: Any) -> dict[str, Any]:

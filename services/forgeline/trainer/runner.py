@@ -138,7 +138,7 @@ class TrainRunner:
             "train_tokens": float(state.tokens),
             "train_seconds": journal.elapsed(),
         }
-        for key in ("peak_rss_bytes", "baseline_rss_bytes"):
+        for key in ("peak_rss_bytes", "baseline_rss_bytes", "world_size"):
             if key in result.metrics:
                 metrics[key] = result.metrics[key]
         journal.log(f"registering the result as the next version of {cfg.output_name}")

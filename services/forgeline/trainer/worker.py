@@ -1,7 +1,7 @@
 """What a recipe sees of the process it runs in: rank, device, inputs, reporting, checkpoints.
 
 A recipe never talks to Ray, the registry or the job service directly; it gets a
-`WorkerEnv`. `launcher.RayWorkerEnv` implements it inside Ray Train workers;
+`WorkerEnv`. `ray_worker.RayWorkerEnv` implements it inside Ray Train workers;
 `LocalEnv` runs a recipe in the current process (single worker), for tests and benchmarks.
 """
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from forgeline.client import exceptions
 from forgeline.client.base import RefLike
 from forgeline.client.channel import ChannelOptions
+from forgeline.client.labels import label
 from forgeline.client.manifests import RESERVED_PREFIX, check_manifest
 from forgeline.client.refs import RefError, check_name
 from forgeline.client.registry import RegistryClient
@@ -128,7 +129,7 @@ class VersionCache:
         version = self.registry.get_version(ref)
         if version.state != registry_pb2.VERSION_STATE_READY:
             pinned = f"{version.model}:{version.number}"
-            state = registry_pb2.VersionState.Name(version.state).removeprefix("VERSION_STATE_")
+            state = label(registry_pb2.VersionState, version.state)
             raise exceptions.FailedPrecondition(
                 f"version {pinned} is {state}, not READY",
                 subject=pinned,

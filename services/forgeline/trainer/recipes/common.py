@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from forgeline.trainer.data import IGNORE_INDEX
+from forgeline.trainer.distributed import world
 
 TRAINER_STATE = "trainer_state.json"
 ENGINE_STATE = "state"
@@ -215,6 +216,8 @@ def write_checkpoint(
 
     Every rank writes its engine state and RNG; rank 0 writes the training state. The
     final checkpoint also holds the trained adapter or model (`MODEL_DIR`) and a marker.
+    The metrics persisted with it carry the process's peak memory and the size of the
+    process group that trained (what actually ran, whatever the spec asked for).
     """
     folder = Path(tempfile.mkdtemp(prefix="forgeline-ckpt-"))
     try:
@@ -232,6 +235,7 @@ def write_checkpoint(
                 "step": float(state.step),
                 "peak_rss_bytes": float(peak_rss_bytes()),
                 "baseline_rss_bytes": float(baseline_rss),
+                "world_size": float(world()[1]),
             },
         )
     finally:

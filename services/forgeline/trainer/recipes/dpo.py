@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from forgeline.trainer import data as data_mod
 from forgeline.trainer.config import DpoLoss, Task, TrainConfig, Tuner
 from forgeline.trainer.data import IGNORE_INDEX, TokenizedPair
-from forgeline.trainer.distributed import all_reduce_sum, make_engine, seeded
+from forgeline.trainer.distributed import all_reduce_sum, build_train_engine, seeded
 from forgeline.trainer.modeling import (
     load_for_training,
     load_tokenizer,
@@ -146,7 +146,7 @@ class DPORecipe:
                 source, dtype=torch_dtype(cfg.hyper.precision), attn_implementation="sdpa"
             ).to(env.device)
             self.reference.eval().requires_grad_(False)
-        self.engine = make_engine(self.model, cfg, self.total_steps, env.device)
+        self.engine = build_train_engine(self.model, cfg, self.total_steps, env.device)
         trainable, total = trainable_parameters(self.model)
         env.log(
             f"DPO {cfg.tuner.name} ({cfg.dpo.loss.name}, beta {cfg.dpo.beta}): {len(pairs)} "

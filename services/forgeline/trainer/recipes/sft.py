@@ -17,7 +17,7 @@ import torch
 
 from forgeline.trainer import data as data_mod
 from forgeline.trainer.config import Task, TrainConfig
-from forgeline.trainer.distributed import all_reduce_sum, make_engine, seeded
+from forgeline.trainer.distributed import all_reduce_sum, build_train_engine, seeded
 from forgeline.trainer.modeling import load_for_training, load_tokenizer, trainable_parameters
 from forgeline.trainer.plan import steps_for
 from forgeline.trainer.recipes.common import (
@@ -72,7 +72,7 @@ class SFTRecipe:
         self.steps_per_epoch = math.ceil(self.batches.per_epoch / cfg.hyper.grad_accum)
         with seeded(cfg.hyper.seed):
             self.model = load_for_training(env.inputs.base, cfg, device=env.device)
-        self.engine = make_engine(self.model, cfg, self.total_steps, env.device)
+        self.engine = build_train_engine(self.model, cfg, self.total_steps, env.device)
         trainable, total = trainable_parameters(self.model)
         env.log(
             f"{cfg.task.name} {cfg.tuner.name}: {len(rows)} sequences of <= {max_len} tokens, "
