@@ -28,7 +28,9 @@ def test_sqlite_engine_sets_its_pragmas(tmp_path):
         with engine.connect() as conn:
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
-            assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
+            assert (
+                conn.execute(text("PRAGMA synchronous")).scalar() == 2
+            )  # FULL: commits are durable
     finally:
         engine.dispose()
 

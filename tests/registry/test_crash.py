@@ -14,6 +14,9 @@ from forgeline.client.cache import VersionCache
 from forgeline.client.channel import ChannelOptions
 from forgeline.client.registry import RegistryClient
 from forgeline.client.transfer import push_folder, upload_file
+from forgeline.common.settings import Settings
+from forgeline.registry.blobs import LocalBlobStore
+from forgeline.registry.service import blob_root
 from forgeline.v1 import registry_pb2
 from tests.helpers import free_port, start_service, wait_for
 
@@ -57,8 +60,9 @@ def test_sigkill_mid_upload(tmp_path):
 
         uploader = threading.Thread(target=upload)
         uploader.start()
-        size = big.stat().st_size
-        wait_for(lambda: registry.stat_upload(sha, size).offset >= 8 * 1024 * 1024)
+        registry_settings = Settings.load("registry", home=tmp_path / "home")
+        partial = LocalBlobStore(blob_root(registry_settings)).partial_path(sha)
+        wait_for(lambda: partial.exists() and partial.stat().st_size >= 8 * 1024 * 1024)
         proc.kill()
         gate.set()
         uploader.join(10)

@@ -176,10 +176,13 @@ def test_client_killed_mid_upload_leaves_nothing_visible_and_resumes(registry, s
     dying = RegistryClient(server.address, ChannelOptions(retries=False))
     uploader = threading.Thread(target=upload, args=(dying,))
     uploader.start()
+    partial = server.server.components["store"].blobs.partial_path(sha)
     deadline = time.monotonic() + 20
-    while registry.stat_upload(sha, len(data)).offset != 1_000_000:
+    while not (partial.exists() and partial.stat().st_size == 1_000_000):
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    # While that upload holds the partial file, nobody is told to resume from it.
+    assert registry.stat_upload(sha, len(data)).presence == registry_pb2.BLOB_PRESENCE_ABSENT
     dying.close()  # the connection goes with the client
     gate.set()
     uploader.join(30)

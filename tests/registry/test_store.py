@@ -11,6 +11,7 @@ from forgeline.client import exceptions
 from forgeline.client.refs import parse_ref
 from forgeline.registry.blobs import LocalBlobStore
 from forgeline.registry.domain import Entry, Evaluation
+from forgeline.registry.housekeeping import CollectionReport, StoreLimits
 from forgeline.registry.store import RegistryStore
 from forgeline.v1 import registry_pb2
 
@@ -222,7 +223,8 @@ def test_list_versions_filters_and_pages(store):
     assert store.list_models()[1] == ""
 
 
-def test_archive_and_garbage_collection(store):
+def test_archive_and_garbage_collection(db_url, tmp_path):
+    store = RegistryStore(db_url, LocalBlobStore(tmp_path / "b"), StoreLimits(gc_grace_seconds=0))
     shared = b"shared weights"
     ready(store, "m", files={"w": shared, "only1": b"one"})
     ready(store, "m", files={"w": shared})
@@ -231,13 +233,14 @@ def test_archive_and_garbage_collection(store):
         store.archive(parse_ref("m:1"))
     store.set_alias("m", "prod", 2)
     assert store.archive(parse_ref("m:1")).state == registry_pb2.VERSION_STATE_ARCHIVED
-    assert store.garbage_collect(dry_run=True) == (1, 3)
+    assert store.garbage_collect(dry_run=True) == CollectionReport(1, 3)
     assert len(list(store.blobs.digests())) == 2
-    assert store.garbage_collect() == (1, 3)
+    assert store.garbage_collect() == CollectionReport(1, 3)
     assert len(list(store.blobs.digests())) == 1  # the blob v2 still uses stays
-    assert store.garbage_collect() == (0, 0)
+    assert store.garbage_collect() == CollectionReport(0, 0)
     with pytest.raises(exceptions.FailedPrecondition):
         store.archive(parse_ref("m:1"))
+    store.close()
 
 
 def test_duplicate_model_name(store):

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
+from forgeline.cli.choices import choices_help, parse_choice
 from forgeline.cli.context import (
     console,
     human_bytes,
@@ -16,29 +17,24 @@ from forgeline.cli.context import (
     transfer_progress,
 )
 from forgeline.client.cache import VersionCache
-from forgeline.client.labels import label, labels
+from forgeline.client.labels import label
 from forgeline.client.refs import format_ref, pinned
 from forgeline.client.transfer import push_file, push_folder
 from forgeline.v1 import registry_pb2
 
 app = typer.Typer(help="Models in the registry and the bundled model.", no_args_is_help=True)
 
-KINDS = labels(registry_pb2.VersionKind)
 RegistryOption = Annotated[
     str | None, typer.Option("--registry", help="Registry address [FORGELINE_REGISTRY_ADDRESS].")
 ]
 
 
-def _parse_kind(kind: str) -> int:
-    if kind.lower() not in KINDS:
-        raise typer.BadParameter(f"use one of {', '.join(KINDS)}", param_hint="--kind")
-    return KINDS[kind.lower()]
-
-
 @app.command("list")
 def list_versions(
     model: Annotated[str, typer.Option(help="Only this model.")] = "",
-    kind: Annotated[str, typer.Option(help=f"Only this kind: {', '.join(KINDS)}.")] = "",
+    kind: Annotated[
+        str, typer.Option(help=f"Only this kind: {choices_help(registry_pb2.VersionKind)}.")
+    ] = "",
     tag: Annotated[str, typer.Option(help="Only models with this tag.")] = "",
     alias: Annotated[str, typer.Option(help="Only versions holding this alias.")] = "",
     registry: RegistryOption = None,
@@ -46,7 +42,7 @@ def list_versions(
     """List versions, newest first."""
     filters = {"model": model, "tag": tag, "alias": alias}
     if kind:
-        filters["kinds"] = [_parse_kind(kind)]
+        filters["kinds"] = [parse_choice(registry_pb2.VersionKind, kind, "--kind")]
     table = Table("version", "kind", "state", "aliases", "files", "size", "created")
     with registry_client(registry) as client:
         for v in client.list_versions(**filters):
@@ -164,13 +160,15 @@ def promote(
 def push(
     path: Annotated[Path, typer.Argument(help="A folder or a file.", exists=True)],
     name: Annotated[str, typer.Option("--name", help="Model name to register under.")],
-    kind: Annotated[str, typer.Option(help=f"One of {', '.join(KINDS)}.")] = "base",
+    kind: Annotated[
+        str, typer.Option(help=f"One of {choices_help(registry_pb2.VersionKind)}.")
+    ] = "base",
     parent: Annotated[list[str] | None, typer.Option(help="Parent version (repeatable).")] = None,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
     registry: RegistryOption = None,
 ) -> None:
     """Upload a folder (or file) as a new version; known content moves no bytes."""
-    kind_value = _parse_kind(kind)
+    kind_value = parse_choice(registry_pb2.VersionKind, kind, "--kind")
     with registry_client(registry) as client, transfer_progress() as progress:
         options = {"parents": parent or [], "description": description, "progress": progress}
         if path.is_dir():
@@ -211,11 +209,19 @@ def gc(
     dry_run: Annotated[bool, typer.Option(help="Only report what would be freed.")] = False,
     registry: RegistryOption = None,
 ) -> None:
-    """Delete blobs that no live version references."""
+    """Retire abandoned PENDING versions; delete blobs and partial uploads nothing uses.
+
+    Only what nobody touched for the registry's grace period goes (see
+    FORGELINE_REGISTRY_GC_GRACE_SECONDS), so uploads in flight are safe.
+    """
     with registry_client(registry) as client:
         r = client.garbage_collect(dry_run)
     verb = "would free" if dry_run else "freed"
-    console.print(f"{verb} {r.blobs_deleted} blobs, {human_bytes(r.bytes_freed)}")
+    console.print(
+        f"{verb} {r.blobs_deleted} blobs, {human_bytes(r.bytes_freed)}; "
+        f"{r.versions_expired} abandoned PENDING versions failed, "
+        f"{r.uploads_pruned} stale partial uploads removed"
+    )
 
 
 @app.command("import-bundled")

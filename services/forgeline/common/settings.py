@@ -77,6 +77,18 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("FORGELINE_MAX_CONCURRENT_JOBS", "1", "Jobs a job service runs at once."),
     EnvVar("FORGELINE_CHUNK_BYTES", "262144", "Bytes per message when the registry streams files."),
     EnvVar("FORGELINE_RAY_ADDRESS", "", "Ray cluster to join; empty starts a local Ray."),
+    EnvVar("FORGELINE_REGISTRY_MAX_FILE_BYTES", "1099511627776", "Largest file one upload may be."),
+    EnvVar("FORGELINE_REGISTRY_QUOTA_BYTES", "0", "Total bytes the registry stores; 0: no quota."),
+    EnvVar(
+        "FORGELINE_REGISTRY_GC_GRACE_SECONDS",
+        "3600",
+        "Blobs and partial uploads touched more recently are never garbage-collected.",
+    ),
+    EnvVar(
+        "FORGELINE_REGISTRY_PENDING_TTL_SECONDS",
+        "86400",
+        "A PENDING version unchanged this long is abandoned (FAILED) by garbage collection.",
+    ),
     EnvVar("FORGELINE_REGISTRY_ADDRESS", "127.0.0.1:50051", "Where the registry listens."),
     EnvVar("FORGELINE_TRAINER_ADDRESS", "127.0.0.1:50052", "Where the trainer listens."),
     EnvVar("FORGELINE_QUANTIZER_ADDRESS", "127.0.0.1:50053", "Where the quantizer listens."),
@@ -118,6 +130,14 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
 @dataclass(frozen=True)
 class TlsSettings:
     """TLS material; a server turns TLS on when cert and key are both set."""
@@ -144,7 +164,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 0
     home: Path = field(default_factory=_data_dir)
-    token: str = ""
+    token: str = field(default="", repr=False)
     tls: TlsSettings = TlsSettings()
     db_url: str = ""
     log_level: str = "INFO"
@@ -154,6 +174,10 @@ class Settings:
     max_concurrent_jobs: int = 1
     chunk_bytes: int = 256 * 1024
     ray_address: str = ""
+    registry_max_file_bytes: int = 1024**4
+    registry_quota_bytes: int = 0
+    registry_gc_grace_seconds: float = 3600.0
+    registry_pending_ttl_seconds: float = 86400.0
     addresses: dict[ServiceName, str] = field(default_factory=dict)
     inference_kv_cache_bytes: int = 0
     gateway_api_keys: str = field(default="", repr=False)
@@ -181,11 +205,15 @@ class Settings:
             db_url=_env("FORGELINE_DB_URL"),
             log_level=_env("FORGELINE_LOG_LEVEL", "INFO").upper(),
             log_format=LogFormat(_env("FORGELINE_LOG_FORMAT", "plain")),
-            grace_seconds=float(_env("FORGELINE_GRACE_SECONDS", "10")),
+            grace_seconds=_float("FORGELINE_GRACE_SECONDS", 10.0),
             max_message_bytes=_int("FORGELINE_MAX_MESSAGE_BYTES", 64 * 1024 * 1024),
             max_concurrent_jobs=_int("FORGELINE_MAX_CONCURRENT_JOBS", 1),
             chunk_bytes=_int("FORGELINE_CHUNK_BYTES", 256 * 1024),
             ray_address=_env("FORGELINE_RAY_ADDRESS"),
+            registry_max_file_bytes=_int("FORGELINE_REGISTRY_MAX_FILE_BYTES", 1024**4),
+            registry_quota_bytes=_int("FORGELINE_REGISTRY_QUOTA_BYTES", 0),
+            registry_gc_grace_seconds=_float("FORGELINE_REGISTRY_GC_GRACE_SECONDS", 3600.0),
+            registry_pending_ttl_seconds=_float("FORGELINE_REGISTRY_PENDING_TTL_SECONDS", 86400.0),
             addresses={
                 s: _env(f"FORGELINE_{s.name}_ADDRESS", f"127.0.0.1:{DEFAULT_PORTS[s]}")
                 for s in ServiceName

@@ -31,8 +31,8 @@ MAX_PAGE_SIZE = 1000
 def create_sql_engine(url: str) -> Engine:
     """Creates a SQLAlchemy engine for a store's database URL.
 
-    SQLite gets WAL and a busy timeout so readers never block writers, and enforced
-    foreign keys; other databases get pre-ping so a dropped connection is replaced.
+    SQLite gets WAL and a busy timeout so readers never block writers, durable commits
+    and enforced foreign keys; other databases get pre-ping so a dropped connection is replaced.
 
     Args:
         url: SQLAlchemy URL, e.g. ``sqlite:///registry.db`` or ``postgresql+psycopg://...``.
@@ -44,7 +44,8 @@ def create_sql_engine(url: str) -> Engine:
         def _pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a committed transaction (a version made READY) survives a power cut.
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

@@ -10,9 +10,9 @@ store backend would implement; `LocalBlobStore` keeps blobs in a directory.
 from __future__ import annotations
 
 import abc
+import fcntl
 import hashlib
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +61,7 @@ class BlobStore(abc.ABC):
 
     @abc.abstractmethod
     def partial_size(self, digest: str) -> int:
-        """Bytes an interrupted upload of `digest` left, 0 when none."""
+        """Bytes an interrupted upload of `digest` left; 0 when none, or while one is writing."""
 
     @abc.abstractmethod
     def writer(self, digest: str, size: int, offset: int) -> BlobWriter:
@@ -91,6 +91,46 @@ class BlobStore(abc.ABC):
         """A filesystem path for reading the blob in place, when the backend has one."""
         return None
 
+    @abc.abstractmethod
+    def prune_uploads(self, older_than: float) -> tuple[int, int]:
+        """Deletes unfinished uploads last written before `older_than` (a Unix time).
+
+        Returns the number of files and bytes freed.
+        """
+
+
+def _fsync_dir(path: Path) -> None:
+    """Makes a rename or a new entry in `path` survive a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock_partial(path: Path) -> int | None:
+    """Opens and exclusively locks the resumable partial file of an upload.
+
+    Returns the open descriptor, or None when another upload (in any process) holds it.
+    The lock is taken on the file itself (flock), and re-checked against the path: the
+    owner renames a finished partial into place while still holding it, and a lock won
+    on that renamed file must not be used.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # it was finished and moved away meanwhile: start on a fresh partial
+
 
 class _LocalWriter(BlobWriter):
     def __init__(self, store: LocalBlobStore, digest: str, size: int, offset: int):
@@ -98,13 +138,13 @@ class _LocalWriter(BlobWriter):
         self.digest = digest
         self.size = size
         self.offset = offset
-        self._lock = store._upload_locks.setdefault(digest, threading.Lock())
-        # One upload per digest owns the resumable partial file; a concurrent upload of the
-        # same content writes a private temp file instead, and whichever finishes first wins.
-        self.resumable = self._lock.acquire(blocking=False)
-        if self.resumable:
-            self.path = store.partial_path(digest)
-        else:
+        # One upload per digest (across processes sharing the store) owns the resumable
+        # partial file; a concurrent upload of the same content writes a private temp file
+        # instead, and whichever finishes first wins.
+        self.path = store.partial_path(digest)
+        fd = _lock_partial(self.path)
+        self.resumable = fd is not None
+        if fd is None:
             if offset:
                 raise exceptions.FailedPrecondition(
                     f"another upload of {digest[:12]} is in progress; retry from offset 0 or later",
@@ -112,8 +152,10 @@ class _LocalWriter(BlobWriter):
                     type="UPLOAD_IN_PROGRESS",
                 )
             self.path = store.root / "uploads" / f"{digest}.{uuid.uuid4().hex}.tmp"
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file = os.fdopen(fd, "r+b")
         try:
-            have = self.path.stat().st_size if self.path.exists() else 0
+            have = os.fstat(fd).st_size
             if offset > have:
                 raise exceptions.FailedPrecondition(
                     f"upload of {digest[:12]} cannot resume at {offset}: the store has {have} "
@@ -122,7 +164,6 @@ class _LocalWriter(BlobWriter):
                     type="UPLOAD_OFFSET",
                 )
             self._hash = hashlib.sha256()
-            self._file = open(self.path, "r+b" if self.path.exists() else "w+b")  # noqa: SIM115
             self._file.truncate(offset)
             # Resuming: the digest covers the whole content, so hash what is already there.
             self._file.seek(0)
@@ -133,7 +174,7 @@ class _LocalWriter(BlobWriter):
                 remaining -= len(block)
             self._file.seek(offset)
         except BaseException:
-            self._release()
+            self._file.close()
             raise
 
     def write(self, chunk: bytes) -> None:
@@ -155,7 +196,6 @@ class _LocalWriter(BlobWriter):
                 )
             actual = self._hash.hexdigest()
             if actual != self.digest:
-                self._file.close()
                 self.path.unlink(missing_ok=True)
                 raise exceptions.InvalidArgument(
                     "header.sha256", f"content hashes to {actual}, not the declared {self.digest}"
@@ -165,29 +205,20 @@ class _LocalWriter(BlobWriter):
             # Read-only: clients hard-link blobs into their caches, and a write through such
             # a link would change the stored content under its digest.
             os.fchmod(self._file.fileno(), 0o444)
-            self._file.close()
             final = self.store.blob_path(self.digest)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            if not final.parent.is_dir():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                _fsync_dir(final.parent.parent)
+            # Renamed while still locked, so no other upload can start writing into it.
             os.replace(self.path, final)
+            _fsync_dir(final.parent)
         finally:
-            self._close_quietly()
-            self._release()
+            self._file.close()
 
     def suspend(self) -> None:
-        self._close_quietly()
+        self._file.close()
         if not self.resumable:
             self.path.unlink(missing_ok=True)
-        self._release()
-
-    def _close_quietly(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
-            self._file.close()
-
-    def _release(self) -> None:
-        if self.resumable and self._lock.locked():
-            self._lock.release()
-            self.resumable = False
 
 
 class LocalBlobStore(BlobStore):
@@ -201,10 +232,6 @@ class LocalBlobStore(BlobStore):
         self.root = root
         (root / "sha256").mkdir(parents=True, exist_ok=True)
         (root / "uploads").mkdir(parents=True, exist_ok=True)
-        self._upload_locks: dict[str, threading.Lock] = {}
-        # Private temp files of concurrent uploads are never resumed; drop leftovers.
-        for leftover in (root / "uploads").glob("*.tmp"):
-            leftover.unlink(missing_ok=True)
 
     def blob_path(self, digest: str) -> Path:
         """Where a complete blob lives."""
@@ -222,9 +249,17 @@ class LocalBlobStore(BlobStore):
 
     def partial_size(self, digest: str) -> int:
         try:
-            return self.partial_path(digest).stat().st_size
+            fd = os.open(self.partial_path(digest), os.O_RDONLY)
         except FileNotFoundError:
             return 0
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # an upload is writing it now: nothing to resume from
+        else:
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
 
     def writer(self, digest: str, size: int, offset: int) -> BlobWriter:
         return _LocalWriter(self, digest, size, offset)
@@ -252,3 +287,18 @@ class LocalBlobStore(BlobStore):
     def local_path(self, digest: str) -> Path | None:
         path = self.blob_path(digest)
         return path if path.exists() else None
+
+    def prune_uploads(self, older_than: float) -> tuple[int, int]:
+        # Another process may be writing a fresh one: only files untouched for a while go.
+        files = freed = 0
+        for path in (self.root / "uploads").iterdir():
+            try:
+                st = path.stat()
+                if st.st_mtime >= older_than:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            files += 1
+            freed += st.st_size
+        return files, freed

@@ -90,6 +90,21 @@ class EntryRow(Base):
     size: Mapped[int] = mapped_column(BigInteger)
 
 
+class BlobRow(Base):
+    """A stored (or arriving) blob and when it was last touched by an upload or a link.
+
+    Garbage collection takes only blobs no live version references and nobody touched
+    within its grace period, so an upload between storing bytes and linking them, on any
+    replica, is never collected.
+    """
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    touch_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class AliasRow(Base):
     """Where an alias of a model points now."""
 

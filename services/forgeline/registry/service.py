@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from forgeline.client import exceptions
 from forgeline.client.manifests import check_digest, check_path
@@ -13,6 +14,7 @@ from forgeline.common.server import ForgelineServer, Offloaded, Service, build_s
 from forgeline.common.settings import Settings
 from forgeline.registry.blobs import LocalBlobStore
 from forgeline.registry.domain import Entry, Evaluation
+from forgeline.registry.housekeeping import StoreLimits
 from forgeline.registry.store import RegistryStore
 from forgeline.v1 import registry_pb2, registry_pb2_grpc
 
@@ -95,15 +97,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     async def StatUpload(self, request, context):
         """Says whether a blob is stored, partly uploaded, or absent."""
         check_digest(request.sha256)
-        size = self.blobs.size_of(request.sha256)
-        if size is not None:
-            return registry_pb2.StatUploadResponse(presence=registry_pb2.BLOB_PRESENCE_PRESENT)
-        partial = self.blobs.partial_size(request.sha256)
-        if partial and partial <= request.size:
-            return registry_pb2.StatUploadResponse(
-                presence=registry_pb2.BLOB_PRESENCE_PARTIAL, offset=partial
-            )
-        return registry_pb2.StatUploadResponse(presence=registry_pb2.BLOB_PRESENCE_ABSENT)
+        presence, offset = await self.store.stat_upload(request.sha256, request.size)
+        return registry_pb2.StatUploadResponse(presence=presence, offset=offset)
 
     async def UploadArtifact(self, request_iterator, context):
         """Receives one file: header, then chunks; verifies and adds it to the manifest."""
@@ -112,7 +107,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             raise exceptions.InvalidArgument("header", "the first message must be the header")
         h = first.header
         check_digest(h.sha256, "header.sha256")
-        await self.store.check_upload(h.model, h.version, h.path)
+        await self.store.check_upload(h.model, h.version, h.path, h.sha256, h.size)
         entry = Entry(h.path, h.sha256, h.size)
         received = 0
         if self.blobs.size_of(h.sha256) is None:
@@ -265,13 +260,31 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     async def GarbageCollect(self, request, context):
         """Deletes unreferenced blobs."""
-        blobs, freed = await self.store.garbage_collect(request.dry_run)
-        return registry_pb2.GarbageCollectResponse(blobs_deleted=blobs, bytes_freed=freed)
+        report = await self.store.garbage_collect(request.dry_run)
+        return registry_pb2.GarbageCollectResponse(
+            blobs_deleted=report.blobs_deleted,
+            bytes_freed=report.bytes_freed,
+            versions_expired=report.versions_expired,
+            uploads_pruned=report.uploads_pruned,
+        )
+
+
+def blob_root(settings: Settings) -> Path:
+    """Where a registry with these settings keeps its blobs (its own business: clients are
+    told a blob's local path by GetManifest, never build one)."""
+    return settings.service_dir / "blobs"
 
 
 def create_server(settings: Settings) -> tuple[ForgelineServer, int]:
     """Builds and binds the registry server over its SQL store and local blob store."""
-    store = RegistryStore(settings.database_url, LocalBlobStore(settings.service_dir / "blobs"))
+    limits = StoreLimits(
+        max_file_bytes=settings.registry_max_file_bytes,
+        quota_bytes=settings.registry_quota_bytes,
+        gc_grace_seconds=settings.registry_gc_grace_seconds,
+        pending_ttl_seconds=settings.registry_pending_ttl_seconds,
+    )
+    blobs = LocalBlobStore(blob_root(settings))
+    store = RegistryStore(settings.database_url, blobs, limits)
     servicer = RegistryServicer(store, settings.chunk_bytes)
     server = build_server(
         settings,

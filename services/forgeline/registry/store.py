@@ -26,15 +26,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from forgeline.client import exceptions
 from forgeline.client.manifests import check_path
-from forgeline.common.sql import as_utc, create_sql_engine, keyset_page, split_page, utcnow
+from forgeline.common.sql import create_sql_engine, keyset_page, split_page, utcnow
 from forgeline.registry import domain, lifecycle
 from forgeline.registry.aliases import alias_events, move_alias, remove_alias
 from forgeline.registry.blobs import BlobStore
 from forgeline.registry.domain import Entry, Evaluation, check_model_name
+from forgeline.registry.evaluations import add_report, list_reports
 from forgeline.registry.gates import checked_gate
+from forgeline.registry.housekeeping import (
+    CollectionReport,
+    StoreLimits,
+    check_upload_size,
+    collect,
+    touch_blob,
+)
 from forgeline.registry.lineage import walk_lineage
 from forgeline.registry.lookups import (
-    ARCHIVED,
     find_model,
     require_pending,
     require_ready,
@@ -45,7 +52,6 @@ from forgeline.registry.lookups import (
 from forgeline.registry.schema import (
     AliasRow,
     EntryRow,
-    EvaluationRow,
     ModelRow,
     TagRow,
     VersionRow,
@@ -70,12 +76,14 @@ class RegistryStore:
     Args:
         url: SQLAlchemy URL.
         blobs: Where file contents live.
+        limits: Upload size cap, quota, and how long unused things are kept.
     """
 
-    def __init__(self, url: str, blobs: BlobStore):
+    def __init__(self, url: str, blobs: BlobStore, limits: StoreLimits | None = None):
         self.engine = create_sql_engine(url)
         upgrade_schema(self.engine)
         self.blobs = blobs
+        self.limits = limits or StoreLimits()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.Lock()
 
@@ -220,17 +228,36 @@ class RegistryStore:
 
     # -- manifests -------------------------------------------------------------------------
 
-    def check_upload(self, model: str, number: int, path: str) -> None:
-        """Checks, before any byte moves, that `path` may be uploaded to the version.
+    def stat_upload(self, sha256: str, size: int) -> tuple[int, int]:
+        """What the store has of a blob: (`BlobPresence`, bytes to resume from).
+
+        A blob found present is leased for the garbage collector's grace period, for the
+        link that usually follows.
+        """
+        if self.blobs.size_of(sha256) is not None:
+            with self._write() as s:
+                touch_blob(s, sha256, size, utcnow())
+            return registry_pb2.BLOB_PRESENCE_PRESENT, 0
+        partial = self.blobs.partial_size(sha256)
+        if partial and partial <= size:
+            return registry_pb2.BLOB_PRESENCE_PARTIAL, partial
+        return registry_pb2.BLOB_PRESENCE_ABSENT, 0
+
+    def check_upload(self, model: str, number: int, path: str, sha256: str, size: int) -> None:
+        """Checks, before any byte moves, that the file may be uploaded to the version, and
+        leases its blob so a garbage collection cannot take it before it is linked.
 
         Raises:
-            InvalidArgument: bad path.
+            InvalidArgument: bad path, or larger than the registry accepts.
             NotFound: unknown version.
             FailedPrecondition: the version is not PENDING.
+            ResourceExhausted: it would pass the quota.
         """
         check_path(path, "header.path")
-        with self._sessions() as s:
+        with self._write() as s:
             require_pending(s, model, number)
+            check_upload_size(s, self.limits, sha256, size)
+            touch_blob(s, sha256, size, utcnow())
 
     def add_entry(self, model: str, number: int, entry: Entry, field: str = "entry") -> Entry:
         """Adds a stored blob to a PENDING version's manifest (idempotent for the same digest).
@@ -240,9 +267,12 @@ class RegistryStore:
             FailedPrecondition: the version is not PENDING, or the blob is not stored.
         """
         check_path(entry.path, f"{field}.path")
-        lifecycle.check_stored(self.blobs, entry, field)
         with self._write() as s:
-            lifecycle.add_entry(s, require_pending(s, model, number), entry, field)
+            row = require_pending(s, model, number)
+            # Lease first, then look: a collection that already took the blob is seen here.
+            touch_blob(s, entry.sha256, entry.size, utcnow())
+            lifecycle.check_stored(self.blobs, entry, field)
+            lifecycle.add_entry(s, row, entry, field)
             return entry
 
     def manifest(self, ref: common_pb2.ModelRef) -> tuple[domain.Version, list[Entry]]:
@@ -369,40 +399,12 @@ class RegistryStore:
             FailedPrecondition: the version is not READY.
         """
         with self._write() as s:
-            row = require_ready(s, ref)
-            now = utcnow()
-            s.add(
-                EvaluationRow(
-                    version_id=row.id,
-                    suite=evaluation.suite,
-                    metrics=evaluation.metrics,
-                    subjects=evaluation.subjects,
-                    job_id=evaluation.job_id,
-                    num_samples=evaluation.num_samples,
-                    create_time=now,
-                )
-            )
-            evaluation.create_time = now
-            return evaluation
+            return add_report(s, require_ready(s, ref), evaluation)
 
     def list_evaluations(self, ref: common_pb2.ModelRef, suite: str = "") -> list[Evaluation]:
         """Reports of a version, newest first."""
         with self._sessions() as s:
-            row = resolve(s, ref)
-            query = select(EvaluationRow).where(EvaluationRow.version_id == row.id)
-            if suite:
-                query = query.where(EvaluationRow.suite == suite)
-            return [
-                Evaluation(
-                    r.suite,
-                    dict(r.metrics),
-                    dict(r.subjects),
-                    r.job_id,
-                    r.num_samples,
-                    as_utc(r.create_time),
-                )
-                for r in s.scalars(query.order_by(EvaluationRow.id.desc()))
-            ]
+            return list_reports(s, resolve(s, ref), suite)
 
     # -- lineage ---------------------------------------------------------------------------
 
@@ -420,21 +422,11 @@ class RegistryStore:
 
     # -- garbage collection ----------------------------------------------------------------
 
-    def garbage_collect(self, dry_run: bool = False) -> tuple[int, int]:
-        """Deletes blobs no PENDING, READY or FAILED version references.
+    def garbage_collect(self, dry_run: bool = False) -> CollectionReport:
+        """Retires abandoned PENDING versions and deletes blobs no READY or PENDING version
+        references and nobody touched within the grace period, and stale partial uploads.
 
-        Returns the number of blobs and bytes freed (or that would be).
+        Archived and failed versions keep their manifest rows for lineage; only bytes go.
         """
         with self._write() as s:
-            live = set(
-                s.scalars(
-                    select(EntryRow.sha256)
-                    .join(VersionRow, VersionRow.id == EntryRow.version_id)
-                    .where(VersionRow.state != ARCHIVED)
-                )
-            )
-            dead = [d for d in self.blobs.digests() if d not in live]
-            # Archived versions keep their manifest rows for lineage; only bytes are freed.
-            if dry_run:
-                return len(dead), sum(self.blobs.size_of(d) or 0 for d in dead)
-            return len(dead), sum(self.blobs.delete(d) for d in dead)
+            return collect(s, self.blobs, self.limits, utcnow(), dry_run)

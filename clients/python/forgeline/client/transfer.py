@@ -91,7 +91,12 @@ def upload_file(
             if attempt == attempts:
                 raise
             log.info("upload of %s interrupted; resuming (attempt %d)", path, attempt + 1)
-            time.sleep(min(0.2 * 2**attempt, 5))
+        except exceptions.FailedPrecondition as exc:
+            # Someone else started resuming the same content first: ask again (the
+            # registry then has us upload a private copy, or it has the blob by now).
+            if exc.type != "UPLOAD_IN_PROGRESS" or attempt == attempts:
+                raise
+        time.sleep(min(0.2 * 2**attempt, 5))
     raise AssertionError("unreachable")
 
 

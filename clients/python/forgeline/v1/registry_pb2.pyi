@@ -609,9 +609,13 @@ class GarbageCollectRequest(_message.Message):
     def __init__(self, dry_run: _Optional[bool] = ...) -> None: ...
 
 class GarbageCollectResponse(_message.Message):
-    __slots__ = ("blobs_deleted", "bytes_freed")
+    __slots__ = ("blobs_deleted", "bytes_freed", "versions_expired", "uploads_pruned")
     BLOBS_DELETED_FIELD_NUMBER: _ClassVar[int]
     BYTES_FREED_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    UPLOADS_PRUNED_FIELD_NUMBER: _ClassVar[int]
     blobs_deleted: int
     bytes_freed: int
-    def __init__(self, blobs_deleted: _Optional[int] = ..., bytes_freed: _Optional[int] = ...) -> None: ...
+    versions_expired: int
+    uploads_pruned: int
+    def __init__(self, blobs_deleted: _Optional[int] = ..., bytes_freed: _Optional[int] = ..., versions_expired: _Optional[int] = ..., uploads_pruned: _Optional[int] = ...) -> None: ...

@@ -287,7 +287,7 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GarbageCollect(self, request, context):
-        """Deletes blobs that no non-archived version references any more.
+        """Retires abandoned PENDING versions and deletes blobs and partial uploads nothing uses.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
