@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -15,10 +16,12 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from forgeline.client import exceptions
-from forgeline.client.channel import open_channel
+from forgeline.client.channel import ChannelOptions, open_channel
 from forgeline.client.registry import RegistryClient
 from forgeline.common.logs import JsonFormatter
+from forgeline.common.server import Service, build_server
 from forgeline.registry.service import create_server
+from forgeline.v1 import registry_pb2, registry_pb2_grpc
 from tests.conftest import ServerThread, serving
 from tests.helpers import free_port
 
@@ -65,3 +68,37 @@ def test_sdk_retries_unavailable_until_the_service_is_up(settings_for):
         starter.join()
         for server in holder:
             server.stop()
+
+
+async def _set(event: asyncio.Event) -> None:
+    event.set()
+
+
+def test_calls_beyond_the_cap_are_refused_at_once(settings_for):
+    release = asyncio.Event()
+
+    class Slow(registry_pb2_grpc.RegistryServiceServicer):
+        async def GetModel(self, request, context):
+            await release.wait()
+            return registry_pb2.GetModelResponse(model=registry_pb2.Model(name=request.name))
+
+    name = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+    servicer = Slow()
+    service = Service(
+        name, lambda s: registry_pb2_grpc.add_RegistryServiceServicer_to_server(servicer, s)
+    )
+    settings = settings_for("registry", max_concurrent_rpcs=1)
+    with serving(lambda: build_server(settings, [service])) as server:
+        results: list[object] = []
+        with RegistryClient(server.address, ChannelOptions(retries=False)) as first:
+            waiting = threading.Thread(target=lambda: results.append(first.get_model("a")))
+            waiting.start()
+            time.sleep(0.5)
+            with (
+                RegistryClient(server.address, ChannelOptions(retries=False)) as second,
+                pytest.raises(exceptions.ResourceExhausted),
+            ):
+                second.get_model("b")
+            server.run(_set(release))
+            waiting.join(10)
+        assert [m.name for m in results] == ["a"]

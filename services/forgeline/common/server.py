@@ -90,7 +90,17 @@ def build_server(settings: Settings, services: Sequence[Service]) -> ForgelineSe
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
+            # One connection cannot hog the server with streams...
+            ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+            # ...dead peers are found (pings after 2 idle minutes, 20 s to answer)...
+            ("grpc.keepalive_time_ms", 120_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            # ...and clients may ping at most every 30 s (more is answered with GOAWAY).
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 30_000),
+            ("grpc.http2.max_ping_strikes", 2),
         ],
+        # Beyond this many calls in flight, new ones get RESOURCE_EXHAUSTED at once.
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -75,6 +75,8 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("FORGELINE_GRACE_SECONDS", "10", "How long shutdown waits for in-flight calls."),
     EnvVar("FORGELINE_MAX_MESSAGE_BYTES", "67108864", "Largest gRPC message accepted or sent."),
     EnvVar("FORGELINE_MAX_CONCURRENT_JOBS", "1", "Jobs a job service runs at once."),
+    EnvVar("FORGELINE_MAX_CONCURRENT_RPCS", "1000", "Calls a service serves at once; 0: no cap."),
+    EnvVar("FORGELINE_MAX_STREAMS_PER_CONNECTION", "100", "Concurrent calls one client opens."),
     EnvVar("FORGELINE_CHUNK_BYTES", "262144", "Bytes per message when the registry streams files."),
     EnvVar("FORGELINE_RAY_ADDRESS", "", "Ray cluster to join; empty starts a local Ray."),
     EnvVar("FORGELINE_REGISTRY_MAX_FILE_BYTES", "1099511627776", "Largest file one upload may be."),
@@ -172,6 +174,8 @@ class Settings:
     grace_seconds: float = 10.0
     max_message_bytes: int = 64 * 1024 * 1024
     max_concurrent_jobs: int = 1
+    max_concurrent_rpcs: int = 1000
+    max_streams_per_connection: int = 100
     chunk_bytes: int = 256 * 1024
     ray_address: str = ""
     registry_max_file_bytes: int = 1024**4
@@ -208,6 +212,8 @@ class Settings:
             grace_seconds=_float("FORGELINE_GRACE_SECONDS", 10.0),
             max_message_bytes=_int("FORGELINE_MAX_MESSAGE_BYTES", 64 * 1024 * 1024),
             max_concurrent_jobs=_int("FORGELINE_MAX_CONCURRENT_JOBS", 1),
+            max_concurrent_rpcs=_int("FORGELINE_MAX_CONCURRENT_RPCS", 1000),
+            max_streams_per_connection=_int("FORGELINE_MAX_STREAMS_PER_CONNECTION", 100),
             chunk_bytes=_int("FORGELINE_CHUNK_BYTES", 256 * 1024),
             ray_address=_env("FORGELINE_RAY_ADDRESS"),
             registry_max_file_bytes=_int("FORGELINE_REGISTRY_MAX_FILE_BYTES", 1024**4),

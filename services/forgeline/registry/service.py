@@ -27,9 +27,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     """Converts requests to store calls; SQL and blob bytes are handled in worker threads."""
 
     def __init__(self, store: RegistryStore, chunk_bytes: int):
-        # Blob I/O, hashing and SQL run in this pool, off the event loop.
+        # Blob bytes and SQL run in pools of their own, off the event loop: a slow disk
+        # never queues metadata calls behind it, nor a slow query a download.
         self._io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="registry-io")
-        self.store = Offloaded(store, self._io)
+        self._sql = ThreadPoolExecutor(max_workers=4, thread_name_prefix="registry-sql")
+        self.store = Offloaded(store, self._sql)
         self.blobs = store.blobs
         self.chunk_bytes = chunk_bytes
 

@@ -1,7 +1,9 @@
 """Channels to Forgeline services: bearer token, optional TLS, retries on UNAVAILABLE.
 
-Retries use gRPC's own retry policy (service config), with exponential backoff, so every
-unary call and the start of every stream is retried while a service restarts.
+Retries use gRPC's own retry policy (service config), with exponential backoff, for the
+calls that are safe to repeat (`IDEMPOTENT_METHODS`), so reads ride out a service restart
+while a write is never sent twice. Job watches reconnect by themselves (`JobClient.watch`),
+and uploads and downloads resume from what arrived (`transfer`, `cache`).
 """
 
 from __future__ import annotations
@@ -11,11 +13,39 @@ from dataclasses import dataclass, field
 
 import grpc
 
+# Only calls that are safe to repeat are retried: reads, and writes whose repetition changes
+# nothing (linking the same blob to the same path). Creating a version, submitting a job,
+# committing or loading a model are not: after UNAVAILABLE the caller cannot know whether
+# the first attempt took effect, and the SDK surfaces the error instead of doubling it.
+IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
+    "forgeline.v1.RegistryService": (
+        "GetModel",
+        "ListModels",
+        "GetVersion",
+        "ListVersions",
+        "StatUpload",
+        "LinkArtifact",
+        "DownloadArtifact",
+        "GetManifest",
+        "ListAliasHistory",
+        "ListEvaluations",
+        "GetLineage",
+    ),
+    "forgeline.v1.TrainerService": ("GetTrainJob", "ListTrainJobs", "PlanTrainJob"),
+    "forgeline.v1.QuantizerService": ("GetQuantizeJob", "ListQuantizeJobs"),
+    "forgeline.v1.EvaluatorService": ("GetEvalJob", "ListEvalJobs", "GetEvalReport"),
+    "forgeline.v1.InferenceService": ("ListServedModels", "Tokenize"),
+}
+
 RETRY_SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
             {
-                "name": [{}],
+                "name": [
+                    {"service": service, "method": method}
+                    for service, methods in IDEMPOTENT_METHODS.items()
+                    for method in methods
+                ],
                 "retryPolicy": {
                     "maxAttempts": 5,
                     "initialBackoff": "0.2s",
@@ -38,7 +68,7 @@ class ChannelOptions:
         tls: Use TLS.
         ca_file: PEM CA bundle for TLS (system roots when empty).
         max_message_bytes: Largest message sent or received.
-        retries: Retry UNAVAILABLE with backoff.
+        retries: Retry idempotent calls after UNAVAILABLE, with backoff.
     """
 
     token: str = field(default="", repr=False)
@@ -106,6 +136,10 @@ def channel_arguments(options: ChannelOptions) -> list[tuple[str, object]]:
         ("grpc.max_receive_message_length", options.max_message_bytes),
         ("grpc.max_send_message_length", options.max_message_bytes),
         ("grpc.enable_retries", 1 if options.retries else 0),
+        # Notice a dead server during long calls (a watch, a generation): ping after a
+        # minute of silence, no more often than servers allow (every 30 s).
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
     ]
     if options.retries:
         args.append(("grpc.service_config", RETRY_SERVICE_CONFIG))
