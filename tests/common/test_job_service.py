@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import threading
 import time
@@ -12,56 +11,14 @@ import pytest
 from forgeline.client import exceptions
 from forgeline.client.channel import ChannelOptions
 from forgeline.client.jobs import TrainerClient
-from forgeline.common.jobs import JobContext, JobResult
-from forgeline.trainer.plan import Plan
 from forgeline.trainer.service import create_server
 from forgeline.v1 import common_pb2, trainer_pb2
+from tests.common.fakes import AcceptingPlanner, GatedRunner
 from tests.conftest import ServerThread, serving
 
 pytestmark = pytest.mark.integration
 
 SPEC = trainer_pb2.TrainJobSpec(labels={"team": "law"})
-
-
-class GatedRunner:
-    """Reports `steps` progress events, pausing before step `pause_at` until released."""
-
-    def __init__(self, steps: int = 4, pause_at: int | None = None, resumable: bool = True):
-        self.steps = steps
-        self.pause_at = pause_at
-        self.resumable = resumable
-        self.release = threading.Event()
-        self.paused = threading.Event()
-        self.attempts: list[tuple[int, bool]] = []
-        self.cancelled = threading.Event()
-
-    async def run(self, ctx: JobContext) -> JobResult:
-        self.attempts.append((ctx.attempt, ctx.resume))
-        try:
-            for step in range(1, self.steps + 1):
-                if step == self.pause_at:
-                    self.paused.set()
-                    while not self.release.is_set():
-                        await asyncio.sleep(0.01)
-                ctx.progress(step / self.steps, step, self.steps)
-                ctx.metrics({"loss": 1.0 / step}, step)
-        except asyncio.CancelledError:
-            self.cancelled.set()
-            raise
-        return JobResult(outputs=["law-adapter:1"], metrics={"final_loss": 0.25})
-
-
-class AcceptingPlanner:
-    """Stores every spec as given: the job machinery is under test, not planning."""
-
-    gpus_available = False
-    memory_per_worker = 0
-
-    def validate(self, spec: trainer_pb2.TrainJobSpec) -> trainer_pb2.TrainJobSpec:
-        return spec
-
-    def plan(self, spec: trainer_pb2.TrainJobSpec) -> Plan:
-        return Plan(spec=spec)
 
 
 def trainer_server(settings, runner):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,6 +29,46 @@ class Entry:
 def manifest_digest(entries: list[Entry]) -> str:
     """sha256 over the sorted manifest: identical content gives the same digest."""
     return manifests.manifest_digest((e.path, e.sha256, e.size) for e in entries)
+
+
+# Free text the registry stores: descriptions, reasons, metadata values, specs.
+MAX_TEXT = 1024 * 1024
+# Keys, suite and metric names, actors, job ids: short labels.
+MAX_LABEL = 128
+MAX_COUNT = 2**63 - 1
+
+
+def check_text(v: exceptions.Violations, field: str, value: str, limit: int = MAX_TEXT) -> None:
+    """Records a problem when `value` cannot be stored as text: too long, or a NUL in it."""
+    if "\x00" in value:
+        v.add(field, "must not contain NUL characters")
+    elif len(value) > limit:
+        v.add(field, f"is longer than {limit} characters")
+
+
+def check_values(v: exceptions.Violations, field: str, values: Mapping[str, object]) -> None:
+    """Records problems of a name -> value map: bad names, and numbers that are not finite."""
+    for key, value in values.items():
+        check_text(v, f"{field}[{key[:40]!r}]", key, MAX_LABEL)
+        if isinstance(value, str):
+            check_text(v, f"{field}[{key[:40]!r}]", value)
+        elif not math.isfinite(value):
+            v.add(f"{field}[{key[:40]!r}]", f"{value} is not a finite number")
+
+
+def check_texts(**fields: str | tuple[str, int]) -> None:
+    """Refuses free text the database cannot store (NUL characters, too long), by field.
+
+    Each value is the text, or (text, longest allowed).
+
+    Raises:
+        InvalidArgument: naming every such field.
+    """
+    v = exceptions.Violations()
+    for name, value in fields.items():
+        text, limit = value if isinstance(value, tuple) else (value, MAX_TEXT)
+        check_text(v, name, text, limit)
+    v.raise_if_any()
 
 
 def check_model_name(name: str, field: str = "name") -> str:
@@ -152,6 +194,11 @@ class Evaluation:
         v = exceptions.Violations()
         v.check(bool(pb.suite), "evaluation.suite", "is required")
         v.check(bool(pb.metrics), "evaluation.metrics", "at least one metric is required")
+        check_text(v, "evaluation.suite", pb.suite, MAX_LABEL)
+        check_text(v, "evaluation.job_id", pb.job_id, 64)
+        check_values(v, "evaluation.metrics", pb.metrics)
+        check_values(v, "evaluation.subjects", pb.subjects)
+        v.check(pb.num_samples <= MAX_COUNT, "evaluation.num_samples", "is too large")
         v.raise_if_any()
         return cls(pb.suite, dict(pb.metrics), dict(pb.subjects), pb.job_id, pb.num_samples)
 

@@ -9,7 +9,7 @@ becomes READY only when every entry's blob is still in the blob store.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,7 +19,7 @@ from forgeline.client.manifests import DIGEST_PATTERN
 from forgeline.common.sql import utcnow
 from forgeline.registry import domain
 from forgeline.registry.blobs import BlobStore
-from forgeline.registry.domain import Entry, check_model_name
+from forgeline.registry.domain import Entry, check_model_name, check_text, check_values
 from forgeline.registry.lookups import (
     ARCHIVED,
     FAILED,
@@ -33,13 +33,29 @@ from forgeline.registry.schema import AliasRow, EntryRow, ModelRow, ParentRow, V
 from forgeline.v1 import common_pb2, registry_pb2
 
 
-def check_new_version(model: str, kind: int, dataset_digest: str, spec_json: str) -> None:
+def check_new_version(
+    model: str,
+    kind: int,
+    dataset_digest: str,
+    spec_json: str,
+    *,
+    job_id: str = "",
+    description: str = "",
+    metrics: Mapping[str, float] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
     """Checks the fields of a version to create, reporting every problem at once.
 
     Raises:
-        InvalidArgument: bad model name, kind, dataset digest or spec JSON.
+        InvalidArgument: bad model name, kind, dataset digest, spec JSON, or text or numbers
+            that cannot be stored.
     """
     v = exceptions.Violations()
+    check_text(v, "lineage.job_id", job_id, 64)
+    check_text(v, "lineage.spec_json", spec_json)
+    check_text(v, "description", description)
+    check_values(v, "metrics", metrics or {})
+    check_values(v, "metadata", metadata or {})
     try:
         check_model_name(model, "model")
     except exceptions.InvalidArgument as exc:
@@ -154,6 +170,21 @@ def add_entry(s: Session, row: VersionRow, entry: Entry, field: str) -> None:
                 f"{entry.path!r} was already uploaded with another digest",
             )
         return
+    # `a` and `a/b` cannot both be files of one folder (a pull could not create both).
+    parts = entry.path.split("/")
+    folders = ["/".join(parts[:i]) for i in range(1, len(parts))]
+    clash = s.scalars(
+        select(EntryRow.path).where(
+            EntryRow.version_id == row.id,
+            EntryRow.path.in_(folders)
+            | EntryRow.path.startswith(f"{entry.path}/", autoescape=True),
+        )
+    ).first()
+    if clash is not None:
+        raise exceptions.InvalidArgument(
+            f"{field}.path",
+            f"{entry.path!r} and {clash!r} cannot both be files: one would be the other's folder",
+        )
     s.add(EntryRow(version_id=row.id, path=entry.path, sha256=entry.sha256, size=entry.size))
     row.update_time = utcnow()
 

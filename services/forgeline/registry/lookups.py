@@ -6,20 +6,23 @@ depends on it happen in one transaction.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from collections.abc import Iterable
+
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from forgeline.client import exceptions
 from forgeline.common.sql import as_utc
 from forgeline.registry import domain
 from forgeline.registry.domain import check_model_name
-from forgeline.registry.schema import AliasRow, ModelRow, ParentRow, VersionRow
+from forgeline.registry.schema import AliasRow, ModelRow, ParentRow, TagRow, VersionRow
 from forgeline.v1 import common_pb2, registry_pb2
 
 PENDING = registry_pb2.VERSION_STATE_PENDING
 READY = registry_pb2.VERSION_STATE_READY
 FAILED = registry_pb2.VERSION_STATE_FAILED
 ARCHIVED = registry_pb2.VERSION_STATE_ARCHIVED
+MAX_VERSION = 2**31 - 1
 state_name = registry_pb2.VersionState.Name
 
 
@@ -45,9 +48,12 @@ def find_version(s: Session, model: str, number: int, field: str = "model") -> V
         NotFound: unknown model or version.
     """
     m = find_model(s, model, field)
-    row = s.scalars(
-        select(VersionRow).where(VersionRow.model_id == m.id, VersionRow.number == number)
-    ).one_or_none()
+    # Numbers are stored in 32-bit signed columns; a larger one cannot exist (nor be looked up).
+    row = None
+    if number <= MAX_VERSION:
+        row = s.scalars(
+            select(VersionRow).where(VersionRow.model_id == m.id, VersionRow.number == number)
+        ).one_or_none()
     if row is None:
         raise exceptions.NotFound("version", f"{model}:{number}")
     return row
@@ -176,3 +182,40 @@ def to_version(s: Session, row: VersionRow) -> domain.Version:
         failure_reason=row.failure_reason,
         manifest_digest=row.manifest_digest,
     )
+
+
+def filter_versions(
+    s: Session,
+    query: Select,
+    *,
+    model: str = "",
+    kinds: Iterable[int] = (),
+    states: Iterable[int] = (),
+    tag: str = "",
+    alias: str = "",
+    job_id: str = "",
+) -> Select:
+    """Narrows a query of versions by model, kinds, states, tag, alias and producing job.
+
+    Raises:
+        InvalidArgument: bad model name.
+        NotFound: unknown model.
+    """
+    kinds, states = list(kinds), list(states)
+    if model:
+        query = query.where(VersionRow.model_id == find_model(s, model, "model").id)
+    if kinds:
+        query = query.where(VersionRow.kind.in_(kinds))
+    if states:
+        query = query.where(VersionRow.state.in_(states))
+    if tag:
+        query = query.where(
+            VersionRow.model_id.in_(select(TagRow.model_id).where(TagRow.tag == tag))
+        )
+    if alias:
+        query = query.where(
+            VersionRow.id.in_(select(AliasRow.version_id).where(AliasRow.name == alias))
+        )
+    if job_id:
+        query = query.where(VersionRow.job_id == job_id)
+    return query

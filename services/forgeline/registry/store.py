@@ -30,7 +30,7 @@ from forgeline.common.sql import create_sql_engine, keyset_page, split_page, utc
 from forgeline.registry import domain, lifecycle
 from forgeline.registry.aliases import alias_events, move_alias, remove_alias
 from forgeline.registry.blobs import BlobStore
-from forgeline.registry.domain import Entry, Evaluation, check_model_name
+from forgeline.registry.domain import Entry, Evaluation, check_model_name, check_texts
 from forgeline.registry.evaluations import add_report, list_reports
 from forgeline.registry.gates import checked_gate
 from forgeline.registry.housekeeping import (
@@ -42,6 +42,7 @@ from forgeline.registry.housekeeping import (
 )
 from forgeline.registry.lineage import walk_lineage
 from forgeline.registry.lookups import (
+    filter_versions,
     find_model,
     require_pending,
     require_ready,
@@ -50,7 +51,6 @@ from forgeline.registry.lookups import (
     to_version,
 )
 from forgeline.registry.schema import (
-    AliasRow,
     EntryRow,
     ModelRow,
     TagRow,
@@ -110,6 +110,7 @@ class RegistryStore:
         """
         check_model_name(name)
         tags = sorted({check_model_name(t, "tags") for t in tags})
+        check_texts(description=description)
         try:
             with self._write() as s:
                 row = ModelRow(name=name, description=description, create_time=utcnow())
@@ -165,7 +166,16 @@ class RegistryStore:
             NotFound: the model (unless `create_model`) or a parent does not exist.
             FailedPrecondition: a parent is not READY.
         """
-        lifecycle.check_new_version(model, kind, dataset_digest, spec_json)
+        lifecycle.check_new_version(
+            model,
+            kind,
+            dataset_digest,
+            spec_json,
+            job_id=job_id,
+            description=description,
+            metrics=metrics,
+            metadata=metadata,
+        )
         with self._write() as s:
             row = lifecycle.insert_version(
                 s,
@@ -205,24 +215,17 @@ class RegistryStore:
     ) -> tuple[list[domain.Version], str]:
         """Versions, newest first, with filters; returns a page and the next token."""
         query, limit = keyset_page(select(VersionRow), VersionRow.id, page_size, page_token)
-        kinds, states = list(kinds), list(states)
         with self._sessions() as s:
-            if model:
-                query = query.where(VersionRow.model_id == find_model(s, model, "model").id)
-            if kinds:
-                query = query.where(VersionRow.kind.in_(kinds))
-            if states:
-                query = query.where(VersionRow.state.in_(states))
-            if tag:
-                query = query.where(
-                    VersionRow.model_id.in_(select(TagRow.model_id).where(TagRow.tag == tag))
-                )
-            if alias:
-                query = query.where(
-                    VersionRow.id.in_(select(AliasRow.version_id).where(AliasRow.name == alias))
-                )
-            if job_id:
-                query = query.where(VersionRow.job_id == job_id)
+            query = filter_versions(
+                s,
+                query,
+                model=model,
+                kinds=kinds,
+                states=states,
+                tag=tag,
+                alias=alias,
+                job_id=job_id,
+            )
             rows, token = split_page(s.scalars(query).all(), limit, lambda r: r.id)
             return [to_version(s, r) for r in rows], token
 
@@ -234,9 +237,10 @@ class RegistryStore:
         A blob found present is leased for the garbage collector's grace period, for the
         link that usually follows.
         """
-        if self.blobs.size_of(sha256) is not None:
+        stored = self.blobs.size_of(sha256)
+        if stored is not None:
             with self._write() as s:
-                touch_blob(s, sha256, size, utcnow())
+                touch_blob(s, sha256, stored, utcnow())
             return registry_pb2.BLOB_PRESENCE_PRESENT, 0
         partial = self.blobs.partial_size(sha256)
         if partial and partial <= size:
@@ -267,6 +271,10 @@ class RegistryStore:
             FailedPrecondition: the version is not PENDING, or the blob is not stored.
         """
         check_path(entry.path, f"{field}.path")
+        if entry.size > self.limits.max_file_bytes:
+            raise exceptions.InvalidArgument(
+                f"{field}.size", f"is more than the registry accepts ({self.limits.max_file_bytes})"
+            )
         with self._write() as s:
             row = require_pending(s, model, number)
             # Lease first, then look: a collection that already took the blob is seen here.
@@ -330,6 +338,7 @@ class RegistryStore:
         Raises:
             FailedPrecondition: the version is not PENDING.
         """
+        check_texts(reason=reason)
         with self._write() as s:
             row = require_pending(s, model, number)
             lifecycle.fail(row, reason)
@@ -367,6 +376,7 @@ class RegistryStore:
             FailedPrecondition: the version is not READY, or the gate fails (with both numbers).
         """
         check_model_name(alias, "alias")
+        check_texts(actor=(actor, 256))
         gate = checked_gate(gate)
         with self._write() as s:
             m = find_model(s, model, "model")
@@ -381,6 +391,7 @@ class RegistryStore:
             NotFound: unknown model or alias.
         """
         check_model_name(alias, "alias")
+        check_texts(actor=(actor, 256))
         with self._write() as s:
             return remove_alias(s, find_model(s, model, "model"), alias, actor)
 
