@@ -3,9 +3,11 @@ partial, and the upload resumes after restart."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
+import time
 
 import pytest
 
@@ -91,3 +93,52 @@ def test_sigkill_mid_upload(tmp_path):
         assert hashlib.sha256((again / "big.bin").read_bytes()).hexdigest() == sha
     finally:
         proc.kill()
+
+
+def test_sigkill_around_commit_never_leaves_a_ready_version_without_its_bytes(tmp_path):
+    env = {**os.environ, "FORGELINE_HOME": str(tmp_path / "home")}
+    port = free_port()
+    folder = tmp_path / "model"
+    folder.mkdir()
+    outcomes = []
+    for attempt in range(6):
+        (folder / "w.bin").write_bytes(os.urandom(1_000_000 + attempt))
+        (folder / "config.json").write_text(f'{{"attempt": {attempt}}}')
+        proc = start_service("registry", env, port=port)
+        registry = RegistryClient(proc.address, ChannelOptions(retries=False))
+        version = registry.create_version("m", registry_pb2.VERSION_KIND_BASE, create_model=True)
+        for path in ("w.bin", "config.json"):
+            upload_file(registry, "m", version.number, path, folder / path)
+        committing = threading.Thread(
+            target=_quietly,
+            args=(registry.commit_version, "m", version.number, ["w.bin", "config.json"]),
+        )
+        committing.start()
+        time.sleep(attempt * 0.002)  # kill at a different moment of the commit each time
+        proc.kill()
+        committing.join(10)
+        registry.close()
+        proc = start_service("registry", env, port=port)
+        try:
+            with RegistryClient(proc.address) as registry:
+                after = registry.get_version(f"m:{version.number}")
+                outcomes.append(after.state)
+                assert after.state in (
+                    registry_pb2.VERSION_STATE_PENDING,
+                    registry_pb2.VERSION_STATE_READY,
+                )
+                if after.state == registry_pb2.VERSION_STATE_READY:
+                    pulled = (
+                        VersionCache(registry, tmp_path / "pulled").pull(f"m:{after.number}").path
+                    )
+                    for path in ("w.bin", "config.json"):
+                        assert (pulled / path).read_bytes() == (folder / path).read_bytes()
+        finally:
+            proc.kill()
+    assert len(outcomes) == 6
+
+
+def _quietly(call, *args) -> None:
+    """Runs a call whose process is about to be killed; its outcome is read back later."""
+    with contextlib.suppress(Exception):
+        call(*args)
