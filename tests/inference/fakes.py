@@ -162,23 +162,41 @@ class FakeEngine:
         """Streams running now."""
         return len(self.running)
 
+    def failure(self) -> str | None:
+        """Why the engine cannot serve (set `dead` to make it die), or None."""
+        return "the fake engine is dead" if self.dead else None
+
     async def shutdown(self) -> None:
         """Marks the engine stopped."""
         self.stopped = True
 
 
 class FakeEngineFactory:
-    """Engine factory for `InferenceCore` that records the engines it starts."""
+    """Engine factory for `InferenceCore` that records the engines it starts.
 
-    def __init__(self, step: float = 0.0, fail_for: set[str] | None = None):
+    Args:
+        step: Seconds between tokens of its engines.
+        fail_for: Served names whose engine fails to start.
+        start_seconds: How long starting an engine takes (the engine exists only after it).
+    """
+
+    def __init__(
+        self, step: float = 0.0, fail_for: set[str] | None = None, start_seconds: float = 0.0
+    ):
         self.step = step
         self.fail_for = fail_for or set()
+        self.start_seconds = start_seconds
         self.engines: dict[str, FakeEngine] = {}
+        # Every engine started, in order (a name loaded twice has two).
+        self.started: list[FakeEngine] = []
 
     async def __call__(self, path: Path, served_name: str, options: EngineOptions) -> FakeEngine:
         """Starts a fake engine, or fails for names in `fail_for`."""
+        if self.start_seconds:
+            await asyncio.sleep(self.start_seconds)
         if served_name in self.fail_for:
             raise RuntimeError("out of memory")
         engine = FakeEngine(path, served_name, options, step=self.step)
         self.engines[served_name] = engine
+        self.started.append(engine)
         return engine

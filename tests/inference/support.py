@@ -71,8 +71,11 @@ class Registry:
 
 
 @contextmanager
-def registry_with_models(home: Path, bundled: Path, token: str = "") -> Iterator[Registry]:
-    """Starts a registry in `home`, pushes the bundled model and a LoRA adapter on it."""
+def registry_with_models(
+    home: Path, bundled: Path, token: str = "", adapter: bool = True
+) -> Iterator[Registry]:
+    """Starts a registry in `home`, pushes the bundled model and (unless `adapter` is
+    False) a LoRA adapter on it."""
     from forgeline.registry.service import create_server
 
     settings = Settings.load("registry", host="127.0.0.1", port=0, home=home, token=token)
@@ -80,14 +83,15 @@ def registry_with_models(home: Path, bundled: Path, token: str = "") -> Iterator
         registry = Registry(thread.address, home, token)
         with registry.client() as client:
             base = push_folder(client, bundled, BASE_MODEL, registry_pb2.VERSION_KIND_BASE)
-            adapter_dir = make_lora_adapter(bundled, home / "adapter-src")
-            push_folder(
-                client,
-                adapter_dir,
-                ADAPTER_MODEL,
-                registry_pb2.VERSION_KIND_ADAPTER,
-                parents=[f"{base.model}:{base.number}"],
-            )
+            if adapter:
+                adapter_dir = make_lora_adapter(bundled, home / "adapter-src")
+                push_folder(
+                    client,
+                    adapter_dir,
+                    ADAPTER_MODEL,
+                    registry_pb2.VERSION_KIND_ADAPTER,
+                    parents=[f"{base.model}:{base.number}"],
+                )
         yield registry
 
 

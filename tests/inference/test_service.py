@@ -10,13 +10,15 @@ import pytest
 from forgeline.client import ChannelOptions, InferenceClient
 from forgeline.client.exceptions import (
     AlreadyExists,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unauthenticated,
 )
+from forgeline.client.health import check_health
 from forgeline.inference.resolver import LocalModel, LocalResolver
-from forgeline.inference.service import create_server
+from forgeline.inference.service import SERVICE_NAME, create_server
 from forgeline.v1 import inference_pb2, registry_pb2
 from tests.conftest import serving
 from tests.helpers import wait_for
@@ -126,3 +128,68 @@ def test_a_cancelled_stream_aborts_the_request_in_the_engine(client, factory):
     assert set(engine.closed_early + engine.aborted) == {"gone"}  # that request, only it
     wait_for(lambda: engine.unfinished_requests() == 0, timeout=5)
     wait_for(lambda: client.list_models()[0].running_requests == 0, timeout=5)
+
+
+def test_a_refused_duplicate_request_id_leaves_the_running_request_alone(server, client, factory):
+    client.load_model("base")
+    first = client.generate(
+        inference_pb2.GenerateRequest(
+            model="base", prompt="x", request_id="dup", sampling=sampling(max_tokens=60)
+        )
+    )
+    next(first)
+    with pytest.raises(AlreadyExists):
+        list(
+            client.generate(
+                inference_pb2.GenerateRequest(model="base", prompt="x", request_id="dup")
+            )
+        )
+    with pytest.raises(NotFound):
+        list(
+            client.generate(
+                inference_pb2.GenerateRequest(model="nope", prompt="x", request_id="dup")
+            )
+        )
+    with pytest.raises(InvalidArgument):
+        list(client.generate(inference_pb2.GenerateRequest(model="base", request_id="dup")))
+    engine = factory.engines["base"]
+    core = server.server.components["core"]
+    # Give a wrongly scheduled abort of the refused calls time to land.
+    next(first)
+    next(first)
+    assert engine.aborted == [] and core.is_running("dup")
+    assert next(first).chunks[0].text  # still streaming
+    assert server.run(core.abort("dup")) is True  # abortable by id
+    rest = list(first)
+    assert rest[-1].chunks[-1].finish_reason == inference_pb2.FINISH_REASON_ABORT
+    assert engine.aborted == ["dup"]
+
+
+def test_a_load_cancelled_by_its_deadline_leaves_nothing_behind(client, factory):
+    factory.start_seconds = 1.0
+    with pytest.raises(DeadlineExceeded):
+        client.load_model("base", timeout=0.3)
+    wait_for(lambda: client.list_models() == [], timeout=5)
+    wait_for(lambda: [e.stopped for e in factory.started] == [True], timeout=5)
+    factory.start_seconds = 0
+    assert client.load_model("base").state == inference_pb2.SERVED_MODEL_STATE_READY
+
+
+def test_health_is_not_serving_while_a_model_is_failed(server, client, factory):
+    server.server.components["core"].watch_seconds = 0.02
+    assert check_health(server.address, SERVICE_NAME) == "SERVING"
+    client.load_model("base")
+    factory.engines["base"].dead = True
+    wait_for(
+        lambda: client.list_models()[0].state == inference_pb2.SERVED_MODEL_STATE_FAILED,
+        timeout=5,
+    )
+    assert "dead" in client.list_models()[0].error
+    assert check_health(server.address, SERVICE_NAME) == "NOT_SERVING"
+    assert check_health(server.address) == "SERVING"  # the process itself is fine
+    assert client.load_model("base").state == inference_pb2.SERVED_MODEL_STATE_READY
+    assert check_health(server.address, SERVICE_NAME) == "SERVING"
+    factory.engines["base"].dead = True
+    wait_for(lambda: check_health(server.address, SERVICE_NAME) == "NOT_SERVING", timeout=5)
+    client.unload_model("base")
+    assert check_health(server.address, SERVICE_NAME) == "SERVING"

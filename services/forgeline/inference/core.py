@@ -7,6 +7,13 @@ away can be aborted in the engine, and unloading a model aborts what still runs 
 while unloading an adapter lets its running requests finish first. The record kept for each
 served name is `forgeline.inference.served.ServedEntry`.
 
+Faults: engines are started, watched and stopped by `forgeline.inference.engine_supervisor`.
+One that dies, idle or mid-request, leaves its model FAILED with the reason, and the core
+reports itself unhealthy (`on_health`) while any model is FAILED, until that model is
+unloaded or loaded again. A LoadModel whose caller gives up (Ctrl-C during `forgeline
+deploy`, a deadline) leaves nothing behind: the name is free at once and an engine that was
+starting is stopped once it is up, rather than served to nobody.
+
 No grpc here: the servicer (`forgeline.inference.service`) converts protobuf and calls
 these methods; errors are `forgeline.client.exceptions` exceptions.
 """
@@ -14,7 +21,6 @@ these methods; errors are `forgeline.client.exceptions` exceptions.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import uuid
@@ -22,14 +28,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from pathlib import Path
 
-from forgeline.client.exceptions import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    Unavailable,
-)
+from forgeline.client.exceptions import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from forgeline.inference.adapter_placement import place_adapter
 from forgeline.inference.engine import Engine, EngineDead
+from forgeline.inference.engine_supervisor import WATCH_SECONDS, EngineFactory, EngineSupervisor
 from forgeline.inference.options import EngineOptions
 from forgeline.inference.outputs import GenerateEvent, TokenizeResult
 from forgeline.inference.requests import GenerateRequest, TokenizeRequest
@@ -55,7 +57,8 @@ LOADABLE_KINDS = {
 # How long UnloadAdapter waits for requests running on the adapter before aborting them.
 ADAPTER_DRAIN_SECONDS = 300.0
 
-EngineFactory = Callable[[Path, str, EngineOptions], Awaitable[Engine]]
+# Told whether the core is healthy (no served model FAILED) after every change that may matter.
+HealthReporter = Callable[[bool], Awaitable[None]]
 
 
 async def start_vllm_engine(path: Path, served_name: str, options: EngineOptions) -> Engine:
@@ -73,6 +76,9 @@ class InferenceCore:
         engine_factory: Starts an engine for a folder; vLLM unless a test passes a fake.
         default_kv_cache_bytes: KV-cache size for models loaded without any memory setting
             (0 leaves it to the engine).
+        watch_seconds: How often each engine's liveness is checked (engines loaded later
+            use the value `watch_seconds` has then).
+        on_health: Told whether the core is healthy after each load, unload and failure.
     """
 
     def __init__(
@@ -80,12 +86,20 @@ class InferenceCore:
         resolver: ModelResolver,
         engine_factory: EngineFactory = start_vllm_engine,
         default_kv_cache_bytes: int = 0,
+        watch_seconds: float = WATCH_SECONDS,
+        on_health: HealthReporter | None = None,
     ):
         self.resolver = resolver
         self.engine_factory = engine_factory
         self.default_kv_cache_bytes = default_kv_cache_bytes
+        self.watch_seconds = watch_seconds
+        self.on_health = on_health
         self._served: dict[str, ServedEntry] = {}
         self._requests: dict[str, ServedEntry] = {}
+        # Who started each running request (see `generate`), so that a caller refused for
+        # a duplicate id cannot abort the request that holds it.
+        self._owners: dict[str, object | None] = {}
+        self._engines = EngineSupervisor(self._engine_failed)
 
     # ------------------------------------------------------------------ lookup
 
@@ -123,7 +137,8 @@ class InferenceCore:
             base = served if served.kind is ServedKind.BASE else self._served.get(served.base)
             engine = base.engine if base else None
             max_len = engine.max_model_len if engine else 0
-            if served.kind is ServedKind.BASE and engine is not None:
+            ready = served.state is ServedState.READY
+            if served.kind is ServedKind.BASE and ready and engine is not None:
                 running = engine.unfinished_requests()
             else:
                 running = len(served.running)
@@ -144,12 +159,20 @@ class InferenceCore:
         """Fetches a registry version and starts an engine serving it as `served_name`.
 
         Returns once the model is READY, or FAILED with the reason (the entry stays listed
-        until it is unloaded or loaded again).
+        until it is unloaded or loaded again). Loading over a FAILED entry replaces it: its
+        adapters go and its engine is stopped first.
+
+        A cancelled call (the client went away or its deadline passed) leaves nothing
+        behind: the name is free again at once, and an engine that was starting is stopped
+        as soon as it is up. A caller that gave up, e.g. with Ctrl-C, expects no model to
+        appear later holding memory. (A registry pull already under way still completes
+        into the version cache, where the next load finds it.)
 
         Raises:
             InvalidArgument: bad reference, name or options; or the version is an adapter.
             AlreadyExists: the served name is taken.
             NotFound: the reference names no version.
+            asyncio.CancelledError: the call was cancelled.
         """
         ref = check_ref(ref)
         options = (options or EngineOptions()).with_defaults(self.default_kv_cache_bytes)
@@ -157,21 +180,30 @@ class InferenceCore:
         name = served_name or ref.split(":")[0].split("@")[0]
         self._claim(name, "served_name")
         served = ServedEntry(name=name, kind=ServedKind.BASE, ref=ref, options=options)
-        self._served.pop(name, None)  # a FAILED entry is replaced
+        failed = self._served.pop(name, None)
         self._served[name] = served
         try:
-            path, version = await asyncio.to_thread(self.resolver.resolve_model_dir, ref)
-            if version.kind not in LOADABLE_KINDS:
-                kind = registry_pb2.VersionKind.Name(version.kind)
-                hint = "; load it with LoadAdapter" if kind.endswith("ADAPTER") else ""
-                raise InvalidArgument("ref", f"{pin(version)} is a {kind} version{hint}")
+            if failed is not None:
+                await self._release(failed)
+            return await self._start(served)
         except BaseException:
-            self._served.pop(name, None)
+            if self._served.get(name) is served:
+                del self._served[name]
             raise
+        finally:
+            await self._report_health()
+
+    async def _start(self, served: ServedEntry) -> ServedModel:
+        name = served.name
+        path, version = await asyncio.to_thread(self.resolver.resolve_model_dir, served.ref)
+        if version.kind not in LOADABLE_KINDS:
+            kind = registry_pb2.VersionKind.Name(version.kind)
+            hint = "; load it with LoadAdapter" if kind.endswith("ADAPTER") else ""
+            raise InvalidArgument("ref", f"{pin(version)} is a {kind} version{hint}")
         served.version = version
         log.info("starting an engine for %s (%s) from %s", name, pin(version), path)
         try:
-            engine = await self.engine_factory(path, name, options)
+            engine = await self._engines.start(self.engine_factory, path, name, served.options)
         except Exception as exc:
             log.exception("the engine for %s did not start", name)
             served.state = ServedState.FAILED
@@ -179,12 +211,19 @@ class InferenceCore:
             return served.describe(0, 0)
         if self._served.get(name) is not served:
             # Unloaded while starting.
-            await engine.shutdown()
+            await self._engines.stop(name, engine)
             raise Unavailable(f"{name} was unloaded while its engine started")
         served.engine = engine
         served.state = ServedState.READY
+        self._engines.watch(name, engine, self.watch_seconds)
         log.info("%s is ready (max_model_len %d)", name, engine.max_model_len)
         return served.describe(engine.max_model_len, 0)
+
+    async def _release(self, served: ServedEntry) -> None:
+        """Forgets a base's adapters and stops its engine, which no longer serves."""
+        for adapter in served.adapters:
+            self._served.pop(adapter, None)
+        await self._engines.stop(served.name, served.engine)
 
     async def unload_model(self, name: str) -> None:
         """Stops a model's engine and removes its adapters; running requests are aborted.
@@ -199,14 +238,44 @@ class InferenceCore:
         del self._served[name]
         for adapter in served.adapters:
             self._served.pop(adapter, None)
-        engine = served.engine
-        if engine is None:
+        try:
+            engine = served.engine
+            if engine is not None:
+                for request_id, owner in list(self._requests.items()):
+                    if owner is served or owner.base == name:
+                        await engine.abort(request_id)
+            await self._release(served)
+        finally:
+            await self._report_health()
+
+    # ------------------------------------------------------------------ health
+
+    async def _engine_failed(self, name: str, engine: Engine, reason: str) -> None:
+        served = self._served.get(name)
+        if served is not None and served.engine is engine:
+            await self._fail(served, reason)
+
+    async def _fail(self, base: ServedEntry, reason: str) -> None:
+        """Marks a READY base FAILED because its engine stopped, and reports it."""
+        if base.state is not ServedState.READY or self._served.get(base.name) is not base:
             return
-        for request_id, owner in list(self._requests.items()):
-            if owner is served or owner.base == name:
-                await engine.abort(request_id)
-        log.info("stopping the engine of %s", name)
-        await engine.shutdown()
+        base.state = ServedState.FAILED
+        base.error = f"the engine stopped: {reason}"
+        log.error("the engine of %s stopped: %s", base.name, reason)
+        self._engines.unwatch(base.name, base.engine)
+        await self._report_health()
+
+    def healthy(self) -> bool:
+        """Whether every served model works (none is FAILED)."""
+        return all(s.state is not ServedState.FAILED for s in self._served.values())
+
+    async def _report_health(self) -> None:
+        if self.on_health is None:
+            return
+        try:
+            await self.on_health(self.healthy())
+        except Exception:
+            log.exception("reporting the health of the inference core failed")
 
     # ------------------------------------------------------------------ adapters
 
@@ -236,90 +305,20 @@ class InferenceCore:
         try:
             path, version = await asyncio.to_thread(self.resolver.resolve_model_dir, ref)
             served.version = version
-            if version.kind != registry_pb2.VERSION_KIND_ADAPTER:
-                kind = registry_pb2.VersionKind.Name(version.kind)
-                raise InvalidArgument(
-                    "ref", f"{pin(version)} is a {kind} version, not an adapter; use LoadModel"
-                )
-            base = self._base_for(version, base_served_name)
-            self._check_rank(path, base)
+            base = place_adapter(self._served, version, path, base_served_name)
             served.base = base.name
             assert base.engine is not None
             served.handle = await base.engine.add_adapter(name, path)
+            if self._served.get(base.name) is not base:
+                raise Unavailable(f"{base.name} was unloaded while {name} was being added")
         except BaseException:
-            self._served.pop(name, None)
+            if self._served.get(name) is served:
+                del self._served[name]
             raise
-        if self._served.get(base.name) is not base:
-            raise Unavailable(f"{base.name} was unloaded while {name} was being added")
         base.adapters.append(name)
         served.state = ServedState.READY
         log.info("adapter %s (%s) added to %s", name, pin(version), base.name)
         return served.describe(base.engine.max_model_len, 0)
-
-    def _base_for(self, version: registry_pb2.Version, base_served_name: str | None) -> ServedEntry:
-        if base_served_name is not None:
-            base = self._get(base_served_name)
-            if base.kind is not ServedKind.BASE:
-                raise InvalidArgument(
-                    "base_served_name", f"{base_served_name} is an adapter, not a base model"
-                )
-        else:
-            if not version.parents:
-                raise FailedPrecondition(
-                    f"{pin(version)} names no parent version; pass base_served_name",
-                    subject=pin(version),
-                    type="ADAPTER_BASE",
-                )
-            parent = version.parents[0]
-            exact = parent.WhichOneof("selector") == "version"
-            candidates = [
-                s
-                for s in self._served.values()
-                if s.kind is ServedKind.BASE
-                and s.version is not None
-                and s.version.model == parent.name
-                and (not exact or s.version.number == parent.version)
-            ]
-            ready = [s for s in candidates if s.state is ServedState.READY]
-            if not ready:
-                wanted = f"{parent.name}:{parent.version}" if parent.version else parent.name
-                raise FailedPrecondition(
-                    f"the base of {pin(version)}, {wanted}, is not served; deploy it with "
-                    "engine.enable_lora first, or pass base_served_name",
-                    subject=wanted,
-                    type="ADAPTER_BASE",
-                )
-            base = next((s for s in ready if s.options.enable_lora), ready[0])
-        if base.state is not ServedState.READY:
-            raise Unavailable(f"{base.name} is not ready ({base.state.name})")
-        if not base.options.enable_lora:
-            raise FailedPrecondition(
-                f"{base.name} was loaded without engine.enable_lora; load it again with "
-                "enable_lora to add adapters",
-                subject=base.name,
-                type="LORA_DISABLED",
-            )
-        return base
-
-    @staticmethod
-    def _check_rank(path: Path, base: ServedEntry) -> None:
-        config_file = path / "adapter_config.json"
-        if not config_file.is_file():
-            raise FailedPrecondition(
-                f"{path.name} has no adapter_config.json; is it a PEFT LoRA adapter?",
-                subject=str(path),
-                type="ADAPTER_FORMAT",
-            )
-        config = json.loads(config_file.read_text())
-        ranks = [int(config.get("r", 0)), *map(int, (config.get("rank_pattern") or {}).values())]
-        limit = base.options.lora_rank_limit
-        if max(ranks) > limit:
-            raise FailedPrecondition(
-                f"the adapter's rank {max(ranks)} exceeds {base.name}'s max_lora_rank {limit}; "
-                "load the base again with a larger engine.max_lora_rank",
-                subject=base.name,
-                type="LORA_RANK",
-            )
 
     async def unload_adapter(self, name: str) -> None:
         """Removes an adapter; requests running on it finish first.
@@ -365,10 +364,18 @@ class InferenceCore:
         assert base.engine is not None
         return await base.engine.tokenize(request)
 
-    async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateEvent]:
+    async def generate(
+        self, request: GenerateRequest, owner: object | None = None
+    ) -> AsyncIterator[GenerateEvent]:
         """Streams a generation on the model or adapter the request names.
 
         Closing the iterator early aborts the request in the engine.
+
+        Args:
+            request: What to generate.
+            owner: Any object standing for the caller; `is_running` and `abort` given the
+                same object act only on the request this call started, never on another
+                call's request that holds the same id.
 
         Raises:
             InvalidArgument: the request is malformed (every problem listed).
@@ -384,6 +391,7 @@ class InferenceCore:
         if request_id in self._requests:
             raise AlreadyExists("request", request_id)
         self._requests[request_id] = served
+        self._owners[request_id] = owner
         served.running.add(request_id)
         engine = base.engine
         assert engine is not None
@@ -393,25 +401,28 @@ class InferenceCore:
                 async for event in events:
                     yield event
         except EngineDead as exc:
-            if base.state is ServedState.READY:
-                base.state = ServedState.FAILED
-                base.error = f"the engine stopped: {exc}"
-                log.error("the engine of %s stopped: %s", base.name, exc)
+            await self._fail(base, str(exc))
             raise Unavailable(f"the engine of {base.name} stopped; load the model again") from exc
         finally:
             self._requests.pop(request_id, None)
+            self._owners.pop(request_id, None)
             served.running.discard(request_id)
             if not served.running:
                 served.drained.set()
 
-    def is_running(self, request_id: str) -> bool:
-        """Whether a request with this id is running."""
-        return request_id in self._requests
+    def is_running(self, request_id: str, owner: object | None = None) -> bool:
+        """Whether a request with this id is running (started by `owner`, when given)."""
+        return request_id in self._requests and (
+            owner is None or self._owners.get(request_id) is owner
+        )
 
-    async def abort(self, request_id: str) -> bool:
-        """Aborts a running request in its engine; returns whether it was running."""
+    async def abort(self, request_id: str, owner: object | None = None) -> bool:
+        """Aborts a running request in its engine; returns whether it was running.
+
+        With `owner`, only the request that owner started (see `generate`) is aborted.
+        """
         served = self._requests.get(request_id)
-        if served is None:
+        if served is None or not self.is_running(request_id, owner):
             return False
         base = self._served.get(served.base) if served.kind is ServedKind.ADAPTER else served
         if base is not None and base.engine is not None:
@@ -420,10 +431,11 @@ class InferenceCore:
         return True
 
     async def close(self) -> None:
-        """Stops every engine."""
+        """Stops every engine, including those of cancelled loads still starting."""
         for name in [n for n, s in self._served.items() if s.kind is ServedKind.BASE]:
             try:
                 await self.unload_model(name)
             except Exception:
                 log.exception("stopping %s failed", name)
+        await self._engines.close()
         self.resolver.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -87,6 +88,13 @@ class Engine(Protocol):
         """Sequences the engine is working on (each of `n` completions counts)."""
         ...
 
+    def failure(self) -> str | None:
+        """Why the engine can no longer serve (its process died, ...); None while it runs.
+
+        Cheap and non-blocking: it is polled every few seconds.
+        """
+        ...
+
     async def shutdown(self) -> None:
         """Stops the engine and its processes."""
         ...
@@ -99,6 +107,15 @@ class LoraHandle:
     name: str
     lora_id: int
     request: Any  # vllm.lora.request.LoRARequest
+
+
+def _exit_description(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def _on_cpu() -> bool:
@@ -337,6 +354,28 @@ class VllmEngine:
     def errored(self) -> bool:
         """Whether the engine process died."""
         return bool(self._llm.errored)
+
+    def failure(self) -> str | None:
+        """Why the engine can no longer serve; None while it runs.
+
+        vLLM watches its engine-core processes itself (a monitor thread marks the client
+        dead when one exits) and stops its output handler on an engine error; both show in
+        `AsyncLLM.errored`. The exit codes of the processes say why.
+        """
+        llm = self._llm
+        if llm is None:
+            return "the engine was shut down"
+        manager = getattr(getattr(llm.engine_core, "resources", None), "engine_manager", None)
+        finished = getattr(manager, "finished_procs", None)
+        exited = finished() if finished is not None else {}
+        if exited:
+            return "; ".join(
+                f"the engine process {name} {_exit_description(code)}"
+                for name, code in exited.items()
+            )
+        if llm.errored:
+            return "vLLM reports the engine dead"
+        return None
 
     # ------------------------------------------------------------------ adapters
 

@@ -2,7 +2,13 @@
 
 Generate is a server stream. When the client cancels or disconnects, gRPC ends the call;
 the stream's generator is closed (which aborts the request in the engine) and, as a second
-line of defence, a done-callback on the call aborts the request by id if it still runs.
+line of defence, a done-callback on the call aborts the request by id if it still runs and
+this call started it (a call refused for a duplicate id leaves the request holding it alone).
+
+The health of `forgeline.v1.InferenceService` follows the core: NOT_SERVING while any
+served model is FAILED (its engine died or did not start), SERVING again once it is
+unloaded or loaded again. The server as a whole (health name "") stays SERVING: the process
+works, and restarting it would not bring a model back.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import uuid
 from contextlib import aclosing
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from forgeline.client.refs import format_ref
 from forgeline.common.server import ForgelineServer, Service, build_server
@@ -54,16 +61,18 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         if trace:
             log.debug("request %s carries x-request-id %s", request_id, trace)
         loop = asyncio.get_running_loop()
+        # Stands for this call in the core: its cleanup may abort only what it started.
+        owner = object()
 
         def on_done(_context) -> None:
             # Runs when the call ends for any reason; only a request still running needs it.
-            if self.core.is_running(request_id):
-                task = loop.create_task(self.core.abort(request_id))
+            if self.core.is_running(request_id, owner):
+                task = loop.create_task(self.core.abort(request_id, owner))
                 self._aborts.add(task)
                 task.add_done_callback(self._aborts.discard)
 
         context.add_done_callback(on_done)
-        async with aclosing(self.core.generate(domain)) as events:
+        async with aclosing(self.core.generate(domain, owner)) as events:
             async for event in events:
                 yield event.to_pb()
 
@@ -79,7 +88,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         )
 
     async def LoadModel(self, request, context):
-        """Fetches a version and starts its engine; returns it READY or FAILED."""
+        """Fetches a version and starts its engine; returns it READY or FAILED.
+
+        A cancelled call (the client gave up) leaves nothing behind (see `InferenceCore`).
+        """
         served = await self.core.load_model(
             format_ref(request.ref) if request.ref.name else "",
             request.served_name,
@@ -151,6 +163,14 @@ def create_server(
             )
         ],
     )
+
+    async def report_health(healthy: bool) -> None:
+        status = health_pb2.HealthCheckResponse.NOT_SERVING
+        if healthy:
+            status = health_pb2.HealthCheckResponse.SERVING
+        await server.health.set(SERVICE_NAME, status)
+
+    core.on_health = report_health
     server.on_stop.append(core.close)
     server.components["core"] = core
     return server, server.port
