@@ -51,3 +51,21 @@ def test_every_variable_read_in_the_code_is_documented():
     read |= {f"FORGELINE_{s.name}_ADDRESS" for s in ServiceName if s is not ServiceName.GATEWAY}
     documented = {v.name for v in ENVIRONMENT}
     assert read <= documented
+
+
+def test_tokens_and_keys_stay_out_of_reprs(tmp_path):
+    from forgeline.client.channel import ChannelOptions
+
+    settings = Settings.load(
+        "registry", home=tmp_path, token="s3cret-token", gateway_api_keys="s3cret-key"
+    )
+    shown = " ".join(
+        repr(x)
+        for x in (
+            settings,
+            settings.channel_options(),
+            settings.cache_config(),
+            ChannelOptions("t0k"),
+        )
+    )
+    assert "s3cret" not in shown and "t0k" not in shown
