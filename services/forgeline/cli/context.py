@@ -15,7 +15,7 @@ from rich.progress import (
 )
 
 from forgeline.client.channel import ChannelOptions
-from forgeline.client.jobs import TrainerClient
+from forgeline.client.jobs import QuantizerClient, TrainerClient
 from forgeline.client.registry import RegistryClient
 from forgeline.common.settings import ServiceName, Settings
 
@@ -41,6 +41,11 @@ def registry_client(address: str | None = None) -> RegistryClient:
 def trainer_client(address: str | None = None) -> TrainerClient:
     """A trainer client for the configured (or given) address."""
     return TrainerClient(address_of(ServiceName.TRAINER, address), client_options())
+
+
+def quantizer_client(address: str | None = None) -> QuantizerClient:
+    """A quantizer client for the configured (or given) address."""
+    return QuantizerClient(address_of(ServiceName.QUANTIZER, address), client_options())
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from forgeline.cli.choices import choices_help, parse_choice
 from forgeline.cli.context import console, err_console, trainer_client
-from forgeline.client.jobs import TrainerClient
+from forgeline.client.jobs import JobClient
 from forgeline.client.labels import label
 from forgeline.client.refs import format_ref
 from forgeline.v1 import common_pb2
@@ -41,8 +41,9 @@ def state_label(state: int) -> str:
     return label(common_pb2.JobState, state).lower()
 
 
-def follow(trainer: TrainerClient, job_id: str, after_seq: int = 0) -> common_pb2.Job:
-    """Follows a job with a progress bar (step, loss, tokens/s, ETA); returns it when done."""
+def follow(jobs: JobClient, job_id: str, after_seq: int = 0) -> common_pb2.Job:
+    """Follows a job of any job service with a progress bar (step, loss, tokens/s, ETA) and
+    its log lines; returns it when done."""
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -53,7 +54,7 @@ def follow(trainer: TrainerClient, job_id: str, after_seq: int = 0) -> common_pb
     ) as progress:
         bar = progress.add_task(job_id, total=None, stats="", steps="")
         stats: dict[str, float] = {}
-        for event in trainer.watch(job_id, after_seq):
+        for event in jobs.watch(job_id, after_seq):
             kind = event.WhichOneof("payload")
             if kind == "progress":
                 total = event.progress.total_steps or None
@@ -73,7 +74,7 @@ def follow(trainer: TrainerClient, job_id: str, after_seq: int = 0) -> common_pb
                 progress.console.print(f"[dim]{event.log.message}[/]")
             elif kind == "state":
                 progress.update(bar, description=f"{job_id} {state_label(event.state.state)}")
-    job = trainer.get(job_id)[0]
+    job = jobs.get(job_id)[0]
     _print_outcome(job)
     return job
 
@@ -154,7 +155,7 @@ def job_logs(
             _print_event(event)
 
 
-def _replay(client: TrainerClient, job: common_pb2.Job) -> Iterator[common_pb2.JobEvent]:
+def _replay(client: JobClient, job: common_pb2.Job) -> Iterator[common_pb2.JobEvent]:
     """The events recorded so far, without waiting for new ones."""
     for event in client.watch(job.id):
         yield event

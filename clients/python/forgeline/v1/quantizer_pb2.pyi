@@ -23,6 +23,12 @@ class QuantizeMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     QUANTIZE_METHOD_AWQ: _ClassVar[QuantizeMethod]
     QUANTIZE_METHOD_FP8: _ClassVar[QuantizeMethod]
     QUANTIZE_METHOD_GGUF: _ClassVar[QuantizeMethod]
+
+class GgufType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GGUF_TYPE_UNSPECIFIED: _ClassVar[GgufType]
+    GGUF_TYPE_F16: _ClassVar[GgufType]
+    GGUF_TYPE_Q8_0: _ClassVar[GgufType]
 QUANTIZE_OPERATION_UNSPECIFIED: QuantizeOperation
 QUANTIZE_OPERATION_MERGE: QuantizeOperation
 QUANTIZE_OPERATION_QUANTIZE: QuantizeOperation
@@ -33,9 +39,12 @@ QUANTIZE_METHOD_GPTQ: QuantizeMethod
 QUANTIZE_METHOD_AWQ: QuantizeMethod
 QUANTIZE_METHOD_FP8: QuantizeMethod
 QUANTIZE_METHOD_GGUF: QuantizeMethod
+GGUF_TYPE_UNSPECIFIED: GgufType
+GGUF_TYPE_F16: GgufType
+GGUF_TYPE_Q8_0: GgufType
 
 class QuantizeJobSpec(_message.Message):
-    __slots__ = ("source", "operation", "method", "bits", "group_size", "symmetric", "calibration_dataset", "num_calibration_samples", "calibration_max_seq_length", "output_name", "resources", "labels")
+    __slots__ = ("source", "operation", "method", "bits", "group_size", "symmetric", "calibration_dataset", "num_calibration_samples", "calibration_max_seq_length", "output_name", "resources", "labels", "gguf_type")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +64,7 @@ class QuantizeJobSpec(_message.Message):
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    GGUF_TYPE_FIELD_NUMBER: _ClassVar[int]
     source: _common_pb2.ModelRef
     operation: QuantizeOperation
     method: QuantizeMethod
@@ -67,7 +77,8 @@ class QuantizeJobSpec(_message.Message):
     output_name: str
     resources: _common_pb2.ResourceRequest
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, source: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., operation: _Optional[_Union[QuantizeOperation, str]] = ..., method: _Optional[_Union[QuantizeMethod, str]] = ..., bits: _Optional[int] = ..., group_size: _Optional[int] = ..., symmetric: _Optional[bool] = ..., calibration_dataset: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., num_calibration_samples: _Optional[int] = ..., calibration_max_seq_length: _Optional[int] = ..., output_name: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.ResourceRequest, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    gguf_type: GgufType
+    def __init__(self, source: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., operation: _Optional[_Union[QuantizeOperation, str]] = ..., method: _Optional[_Union[QuantizeMethod, str]] = ..., bits: _Optional[int] = ..., group_size: _Optional[int] = ..., symmetric: _Optional[bool] = ..., calibration_dataset: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., num_calibration_samples: _Optional[int] = ..., calibration_max_seq_length: _Optional[int] = ..., output_name: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.ResourceRequest, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., gguf_type: _Optional[_Union[GgufType, str]] = ...) -> None: ...
 
 class SubmitQuantizeJobRequest(_message.Message):
     __slots__ = ("spec",)
