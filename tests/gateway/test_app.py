@@ -262,7 +262,11 @@ def test_a_client_that_leaves_before_a_json_answer_aborts_its_engine_request(bas
 
 
 def test_health_and_metrics_are_open(base_url):
-    assert httpx.get(f"{base_url}/health").json() == {"status": "ok"}
+    # "broken" FAILED to load: the gateway is unhealthy and says which model is at fault
+    # (tests/gateway/test_health.py covers a healthy one).
+    health = httpx.get(f"{base_url}/health")
+    assert health.status_code == 503
+    assert health.json()["not_ready"] == [{"model": "broken", "state": "FAILED"}]
     metrics = httpx.get(f"{base_url}/metrics").text
     assert 'forgeline_gateway_requests_total{endpoint="completions",model="base",status="200"}' in (
         metrics

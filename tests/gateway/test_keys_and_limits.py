@@ -128,3 +128,55 @@ def test_tokens_per_minute_are_charged_after_the_request():
     unlimited = ApiKey("u", digest("u"))
     for _ in range(100):
         assert limiter.admit(unlimited) == {}
+
+
+def test_reservations_are_settled_with_what_was_used():
+    clock = Clock()
+    limiter = RateLimiter(clock)
+    key = ApiKey("k", digest("k"), tokens_per_minute=100)
+    first = limiter.reserve(key, tokens=60)
+    assert first.headers["x-ratelimit-remaining-tokens"] == "40"
+    # A concurrent request that would overdraw the key waits for the refill.
+    with pytest.raises(RateLimited) as err:
+        limiter.reserve(key, tokens=50)
+    assert err.value.limit == "tokens" and err.value.retry_after == pytest.approx(6.0)
+    limiter.settle(first, 25)  # refunds the 35 it did not use
+    second = limiter.reserve(key, tokens=50)
+    limiter.settle(second, 70)  # used more than it reserved: charged the difference
+    assert limiter.headers(key)["x-ratelimit-remaining-tokens"] == "5"
+
+
+def test_an_unbounded_request_reserves_at_most_a_full_bucket():
+    clock = Clock()
+    limiter = RateLimiter(clock)
+    key = ApiKey("k", digest("k"), tokens_per_minute=100)
+    reservation = limiter.reserve(key, tokens=10_000, bounded=False)
+    assert reservation.tokens == 100
+    limiter.settle(reservation, 160)
+    with pytest.raises(RateLimited) as err:
+        limiter.reserve(key, tokens=1)
+    assert err.value.retry_after == pytest.approx(61 / (100 / 60))  # a debt of 60, then 1
+
+
+def test_a_request_too_large_for_the_key_is_refused_without_a_wait():
+    limiter = RateLimiter(Clock())
+    key = ApiKey("k", digest("k"), requests_per_minute=5, tokens_per_minute=100)
+    with pytest.raises(RateLimited) as err:
+        limiter.reserve(key, generations=6)
+    assert err.value.limit == "requests" and "Request too large" in str(err.value)
+    assert "Retry-After" not in err.value.headers
+    with pytest.raises(RateLimited) as err:
+        limiter.reserve(key, tokens=101)
+    assert err.value.limit == "tokens"
+
+
+def test_a_refused_reservation_takes_nothing():
+    limiter = RateLimiter(Clock())
+    key = ApiKey("k", digest("k"), requests_per_minute=3, tokens_per_minute=100)
+    limiter.reserve(key, generations=2, tokens=10)
+    with pytest.raises(RateLimited) as err:
+        limiter.reserve(key, generations=2, tokens=10)  # the tokens fit, the requests do not
+    assert err.value.limit == "requests"
+    headers = limiter.headers(key)
+    assert headers["x-ratelimit-remaining-tokens"] == "90"
+    assert headers["x-ratelimit-remaining-requests"] == "1"

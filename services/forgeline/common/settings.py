@@ -76,7 +76,11 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("FORGELINE_MAX_MESSAGE_BYTES", "67108864", "Largest gRPC message accepted or sent."),
     EnvVar("FORGELINE_MAX_CONCURRENT_JOBS", "1", "Jobs a job service runs at once."),
     EnvVar("FORGELINE_MAX_CONCURRENT_RPCS", "1000", "Calls a service serves at once; 0: no cap."),
-    EnvVar("FORGELINE_MAX_STREAMS_PER_CONNECTION", "100", "Concurrent calls one client opens."),
+    EnvVar(
+        "FORGELINE_MAX_STREAMS_PER_CONNECTION",
+        "256",
+        "Concurrent calls one client connection may hold (the gateway queues beyond it).",
+    ),
     EnvVar("FORGELINE_CHUNK_BYTES", "262144", "Bytes per message when the registry streams files."),
     EnvVar("FORGELINE_RAY_ADDRESS", "", "Ray cluster to join; empty starts a local Ray."),
     EnvVar("FORGELINE_REGISTRY_MAX_FILE_BYTES", "1099511627776", "Largest file one upload may be."),
@@ -175,7 +179,7 @@ class Settings:
     max_message_bytes: int = 64 * 1024 * 1024
     max_concurrent_jobs: int = 1
     max_concurrent_rpcs: int = 1000
-    max_streams_per_connection: int = 100
+    max_streams_per_connection: int = 256
     chunk_bytes: int = 256 * 1024
     ray_address: str = ""
     registry_max_file_bytes: int = 1024**4
@@ -213,7 +217,7 @@ class Settings:
             max_message_bytes=_int("FORGELINE_MAX_MESSAGE_BYTES", 64 * 1024 * 1024),
             max_concurrent_jobs=_int("FORGELINE_MAX_CONCURRENT_JOBS", 1),
             max_concurrent_rpcs=_int("FORGELINE_MAX_CONCURRENT_RPCS", 1000),
-            max_streams_per_connection=_int("FORGELINE_MAX_STREAMS_PER_CONNECTION", 100),
+            max_streams_per_connection=_int("FORGELINE_MAX_STREAMS_PER_CONNECTION", 256),
             chunk_bytes=_int("FORGELINE_CHUNK_BYTES", 256 * 1024),
             ray_address=_env("FORGELINE_RAY_ADDRESS"),
             registry_max_file_bytes=_int("FORGELINE_REGISTRY_MAX_FILE_BYTES", 1024**4),

@@ -2,8 +2,8 @@
 
 A request is authenticated (401 without a known key), then admitted for a model: a model
 outside the key's allow-list is a 404, as OpenAI answers for models a key cannot see, and
-a key over one of its limits gets a 429 with `Retry-After`. What a request used is charged
-to its key afterwards.
+a key over one of its limits gets a 429 with `Retry-After`. Admission reserves the tokens
+a request can use; what it did use is settled with its key afterwards.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from fastapi import Request
 
 from forgeline.gateway.api_errors import ApiError, model_not_found
 from forgeline.gateway.keys import ApiKey, KeyStore
-from forgeline.gateway.limits import RateLimited, RateLimiter
+from forgeline.gateway.limits import RateLimited, RateLimiter, Reservation
 from forgeline.gateway.metrics import GatewayMetrics
 
 # Anonymous callers when no keys are configured: no allow-list, no limits.
@@ -54,22 +54,44 @@ class Access:
             raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
         return key
 
-    def admit(self, key: ApiKey, model: str) -> dict[str, str]:
-        """Checks the key's allow-list and rate limits; returns rate-limit headers.
+    def allow(self, key: ApiKey, model: str) -> None:
+        """Checks the key's allow-list.
+
+        Raises:
+            ApiError: 404 for a model outside the allow-list.
+        """
+        if not key.allows(model):
+            raise model_not_found(model)
+
+    def admit(
+        self,
+        key: ApiKey,
+        model: str,
+        generations: int = 1,
+        tokens: int = 0,
+        bounded: bool = True,
+    ) -> Reservation:
+        """Checks the key's allow-list and rate limits, reserving what the request needs.
+
+        Args:
+            key: The caller's key.
+            model: The model asked for.
+            generations: Generations the request starts (prompts x `n`).
+            tokens: Upper bound of the tokens it can use (see `RateLimiter.reserve`).
+            bounded: Whether `tokens` is a real bound.
 
         Raises:
             ApiError: 404 for a model outside the allow-list, 429 over a limit.
         """
-        if not key.allows(model):
-            raise model_not_found(model)
+        self.allow(key, model)
         try:
-            return self.limiter.admit(key)
+            return self.limiter.reserve(key, generations, tokens, bounded)
         except RateLimited as limited:
             self.metrics.rate_limited.labels(self.metrics.label(model), limited.limit).inc()
             raise ApiError(
                 429, str(limited), limited.limit, None, "rate_limit_exceeded", limited.headers
             ) from None
 
-    def charge(self, key: ApiKey, tokens: int) -> None:
-        """Charges the tokens a request used to its key's token limits."""
-        self.limiter.charge(key, tokens)
+    def settle(self, reservation: Reservation, used: int) -> None:
+        """Settles a finished request's reservation with the tokens it used."""
+        self.limiter.settle(reservation, used)

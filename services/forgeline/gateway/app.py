@@ -1,15 +1,19 @@
 """The OpenAI-compatible HTTP gateway: a FastAPI app over the inference service's gRPC API.
 
 This module only builds the app and wires its routes; the work lives beside it:
-`middleware` (request ids, body-size limit), `access` (keys, allow-lists, rate limits),
-`generation` (completions and chat), `streaming` (streams to HTTP), `catalog` (the model
-list) and `api_errors` (OpenAI's error shape).
+`middleware` (request ids, body-size limit), `request_body` (JSON bodies to request
+models), `access` and `limits` (keys, allow-lists, rate limits), `token_budget` (what a
+request may cost), `generation` (completions and chat), `accounting` (metrics and
+settling with the key), `streaming` (streams to HTTP), `capacity` (streams to the
+inference service), `catalog` (the model list and health) and `api_errors` (OpenAI's
+error shape).
 
 Requests pass, in order: the body-size limit (413), the API key (401), the key's model
-allow-list (404, as OpenAI answers for models a key cannot see), the key's rate limits
-(429 with `Retry-After`), then parameter validation (400). `/health` and `/metrics` are
+allow-list (404, as OpenAI answers for models a key cannot see), parameter validation
+(400), then the key's rate limits (429 with `Retry-After`). `/health` and `/metrics` are
 open. Every response carries `X-Request-Id` (the client's, or a new one), which is also
-passed to the inference service.
+passed to the inference service. No input answers with a traceback: a failure nothing
+else handled is logged and answered as a 500 in OpenAI's error shape.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from forgeline.client import exceptions
 from forgeline.client.aio import AsyncInferenceClient
 from forgeline.gateway import catalog
 from forgeline.gateway.api_errors import ApiError, error_response
@@ -30,9 +33,6 @@ from forgeline.gateway.middleware import RequestContext
 from forgeline.gateway.state import Gateway
 
 log = logging.getLogger(__name__)
-
-# How long /health waits for the inference service.
-HEALTH_TIMEOUT_S = 2.0
 
 
 def create_app(config: GatewayConfig, client: AsyncInferenceClient | None = None) -> FastAPI:
@@ -72,15 +72,21 @@ def create_app(config: GatewayConfig, client: AsyncInferenceClient | None = None
     async def bad_method(_request: Request, _exc: Exception) -> JSONResponse:
         return error_response(ApiError(405, "method not allowed", code="method_not_allowed"))
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The server logs the traceback itself once this answer is sent.
+        log.error(
+            "request %s failed unexpectedly: %r", getattr(request.state, "request_id", "?"), exc
+        )
+        return error_response(
+            ApiError(500, "the gateway failed to answer this request", "server_error")
+        )
+
     @app.get("/health")
     async def health() -> Response:
-        """200 when the inference service answers, 503 otherwise."""
-        try:
-            await gateway.client.list_models(timeout=HEALTH_TIMEOUT_S)
-        except exceptions.ForgelineError as exc:
-            log.warning("health: inference service unavailable: %s", exc)
-            return JSONResponse({"status": "unavailable"}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        """200 while the inference service answers and no served model has FAILED."""
+        status, body = await catalog.health(gateway.models)
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -91,14 +97,14 @@ def create_app(config: GatewayConfig, client: AsyncInferenceClient | None = None
     async def list_models(request: Request) -> Response:
         """The served models and adapters this key may use."""
         key = gateway.access.authenticate(request)
-        body = await catalog.model_list(gateway.client, key)
+        body = await catalog.model_list(gateway.models, key)
         return Response(body.model_dump_json(), media_type="application/json")
 
     @app.get("/v1/models/{model:path}")
     async def get_model(model: str, request: Request) -> Response:
         """One served model."""
         key = gateway.access.authenticate(request)
-        card = await catalog.find_model(gateway.client, key, model)
+        card = await catalog.find_model(gateway.models, key, model)
         return Response(card.model_dump_json(), media_type="application/json")
 
     @app.post("/v1/completions")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from forgeline.gateway.api_errors import bad_request
 from forgeline.gateway.protocol import (
     MAX_STOP,
+    UINT32_MAX,
     ChatChoice,
     ChatCompletion,
     ChatCompletionChunk,
@@ -58,13 +59,33 @@ def _stop(stop: str | list[str] | None) -> list[str]:
     return stops
 
 
+def _token_id(key: str) -> int | None:
+    # str.isdigit() also accepts digits int() refuses ("²") and other scripts' digits.
+    if not (key.isascii() and key.isdigit()) or len(key) > 10:
+        return None
+    value = int(key)
+    return value if value <= UINT32_MAX else None
+
+
 def _logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
     out = {}
     for key, value in (bias or {}).items():
-        if not key.isdigit():
-            raise bad_request(f"logit_bias keys are token ids; {key!r} is not one", "logit_bias")
-        out[int(key)] = value
+        token = _token_id(key)
+        if token is None:
+            raise bad_request(
+                f"logit_bias keys are token ids (0 to {UINT32_MAX}); {key[:40]!r} is not one",
+                "logit_bias",
+            )
+        out[token] = value
     return out
+
+
+def _token_prompt(ids: list[int]) -> list[int]:
+    if not ids:
+        raise bad_request("token prompts must not be empty", "prompt")
+    if not all(0 <= i <= UINT32_MAX for i in ids):
+        raise bad_request(f"token ids must be between 0 and {UINT32_MAX}", "prompt")
+    return ids
 
 
 def _sampling(
@@ -91,15 +112,18 @@ def _sampling(
         "repetition_penalty": req.repetition_penalty,
         "logprobs": logprobs,
     }
-    for name, value in optional.items():
-        if value is not None:
-            setattr(pb, name, value)
     if req.top_k is not None:
         if req.top_k < -1:
             raise bad_request("top_k must be -1 (all tokens) or positive", "top_k")
-        pb.top_k = max(req.top_k, 0)  # vLLM's -1 and 0 both mean "all tokens"
-    if req.seed is not None and not -(2**63) <= req.seed < 2**63:
-        raise bad_request("seed must fit in 64 bits", "seed")
+        optional["top_k"] = max(req.top_k, 0)  # vLLM's -1 and 0 both mean "all tokens"
+    for name, value in optional.items():
+        if value is None:
+            continue
+        try:
+            setattr(pb, name, value)
+        except (ValueError, TypeError):
+            # The request models bound every field; this keeps a missed one a 400.
+            raise bad_request(f"{name} is out of range", name) from None
     return pb
 
 
@@ -140,9 +164,7 @@ def completion_requests(
         if isinstance(p, str):
             request.prompt = p
         else:
-            if not p:
-                raise bad_request("token prompts must not be empty", "prompt")
-            request.prompt_token_ids.ids.extend(p)
+            request.prompt_token_ids.ids.extend(_token_prompt(p))
         out.append(request)
     return out
 
@@ -174,11 +196,15 @@ def chat_request(req: ChatCompletionRequest, request_id: str) -> inference_pb2.G
         raise bad_request(
             "tool calling is not supported by this server", "tools" if req.tools else "functions"
         )
-    if req.tool_choice not in (None, "none") or req.function_call not in (None, "none"):
+    if req.tool_choice not in (None, "none"):
         raise bad_request("tool calling is not supported by this server", "tool_choice")
+    if req.function_call not in (None, "none"):
+        raise bad_request("tool calling is not supported by this server", "function_call")
     if req.response_format is not None and req.response_format.type != "text":
         raise bad_request("only response_format type 'text' is supported", "response_format")
-    if req.audio is not None or (req.modalities and set(req.modalities) != {"text"}):
+    if req.audio is not None:
+        raise bad_request("only text output is supported", "audio")
+    if req.modalities and set(req.modalities) != {"text"}:
         raise bad_request("only text output is supported", "modalities")
     if req.top_logprobs is not None and not req.logprobs:
         raise bad_request("top_logprobs requires logprobs to be true", "top_logprobs")

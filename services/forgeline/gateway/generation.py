@@ -4,35 +4,36 @@ Every generation is one server-streaming `Generate` call per prompt. The handler
 each stream's first message before answering, so errors (unknown model, bad parameters, a
 model that is not ready) get their proper HTTP status; after that it relays tokens as
 server-sent events, or collects them into one JSON response. A failure after the first
-message ends an event stream with an error event. A client that disconnects cancels the
-streams, which aborts the requests in the engine.
+message ends an event stream with an error event. A client that disconnects, at any
+point, cancels the streams, which aborts the requests in the engine.
 
-Requests pass, in order: the API key (401), the key's model allow-list (404), the key's
-rate limits (429), then parameter validation (400). Every request is counted in the
-metrics and charged to its key, whatever its outcome.
+Requests pass, in order: the API key (401), the body (400), the key's model allow-list
+(404), the request's fan-out (400 beyond `max_generations_per_request`), parameter
+validation (400), then the key's rate limits (429), which reserve every generation and,
+for a key with a token limit, the request's token bound (`token_budget`). Every request
+is counted in the metrics and settled with its key, whatever its outcome (`accounting`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
-from prometheus_client import Gauge
-from pydantic import BaseModel, ValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel
 
 from forgeline.client import exceptions
 from forgeline.client.aio import GenerateStream
-from forgeline.gateway import convert
-from forgeline.gateway.api_errors import ApiError, bad_request, from_domain
-from forgeline.gateway.keys import ApiKey
+from forgeline.gateway import convert, token_budget
+from forgeline.gateway.accounting import RequestRecord, Usage
+from forgeline.gateway.api_errors import ApiError, from_domain
+from forgeline.gateway.limits import Reservation
 from forgeline.gateway.middleware import REQUEST_ID_HEADER
 from forgeline.gateway.protocol import (
     ChatCompletionChunk,
@@ -42,107 +43,22 @@ from forgeline.gateway.protocol import (
     CompletionUsage,
     OpenAIModel,
 )
+from forgeline.gateway.request_body import parse_body
 from forgeline.gateway.state import Gateway
 from forgeline.gateway.streaming import (
     SSE_DONE,
+    EventStream,
     cancel_on_disconnect,
     merge,
     open_streams,
     sse_error,
     sse_event,
-    then,
 )
 from forgeline.v1 import inference_pb2
 
 log = logging.getLogger(__name__)
 
 ToRequests = Callable[[Any, str], list[inference_pb2.GenerateRequest]]
-
-
-async def parse_body(request: Request, model_class: type[OpenAIModel]) -> Any:
-    """Reads and validates a JSON body; unknown fields are accepted and logged.
-
-    Raises:
-        ApiError: 400 naming the first invalid field, or saying the body is not JSON.
-    """
-    try:
-        data = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise bad_request(f"the body is not valid JSON: {exc}") from None
-    try:
-        parsed = model_class.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        raise bad_request(f"{param}: {first['msg']}" if param else first["msg"], param) from None
-    unknown = parsed.unknown_fields()
-    if unknown:
-        log.info("ignoring unknown fields %s in a %s", unknown, model_class.__name__)
-    return parsed
-
-
-@dataclass
-class _Usage:
-    """What one generation request used, for limits and metrics."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    # Tokens relayed so far; what a request cut short is charged when no usage arrived.
-    seen_tokens: int = 0
-    first_token_at: float | None = None
-
-    def see(self, response: inference_pb2.GenerateResponse) -> None:
-        """Records one stream message."""
-        if self.first_token_at is None and response.chunks:
-            self.first_token_at = time.perf_counter()
-        for chunk in response.chunks:
-            self.seen_tokens += len(chunk.token_ids)
-        if response.HasField("usage"):
-            self.prompt_tokens += response.usage.prompt_tokens
-            self.completion_tokens += response.usage.completion_tokens
-
-    @property
-    def charged_tokens(self) -> int:
-        """Prompt plus generated tokens, counting a cut-short stream's tokens as seen."""
-        return self.prompt_tokens + max(self.completion_tokens, self.seen_tokens)
-
-
-@dataclass
-class _Record:
-    """How one request is accounted: its metrics, and the tokens charged to its key."""
-
-    gateway: Gateway
-    endpoint: str
-    started: float = field(default_factory=time.perf_counter)
-    # A request that fails before its status is known was a server error.
-    status: int = 500
-    model: str = ""
-    key: ApiKey | None = None
-    usage: _Usage = field(default_factory=_Usage)
-    in_flight: Gauge | None = None
-
-    def begin(self, model: str) -> None:
-        """Counts the request as in flight for `model`."""
-        self.model = model
-        self.in_flight = self.gateway.metrics.in_flight.labels(self.gateway.metrics.label(model))
-        self.in_flight.inc()
-
-    def finish(self) -> None:
-        """Records the finished request in the metrics and charges its key."""
-        metrics = self.gateway.metrics
-        label = metrics.label(self.model)
-        if self.in_flight is not None:
-            self.in_flight.dec()
-        metrics.requests.labels(label, self.endpoint, str(self.status)).inc()
-        metrics.latency.labels(label, self.endpoint).observe(time.perf_counter() - self.started)
-        if self.usage.first_token_at is not None:
-            metrics.ttft.labels(label, self.endpoint).observe(
-                self.usage.first_token_at - self.started
-            )
-        metrics.prompt_tokens.labels(label).inc(self.usage.prompt_tokens)
-        metrics.completion_tokens.labels(label).inc(self.usage.completion_tokens)
-        if self.key is not None:
-            self.gateway.access.charge(self.key, self.usage.charged_tokens)
 
 
 @dataclass
@@ -152,7 +68,7 @@ class _Generation:
     body: Any
     id: str
     created: int
-    usage: _Usage
+    usage: Usage
     requests: list[inference_pb2.GenerateRequest]
     streams: list[GenerateStream]
 
@@ -165,11 +81,15 @@ class _Generation:
         """(prompt index, message) in arrival order; every stream is cancelled at the end."""
         try:
             async for i, response in merge(self.streams):
-                self.usage.see(response)
+                self.usage.see(i, response)
                 yield i, response
         finally:
-            for stream in self.streams:
-                stream.cancel()
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Cancels every stream still running (the engine aborts their requests)."""
+        for stream in self.streams:
+            stream.cancel()
 
     def usage_event(self, event: BaseModel) -> bytes:
         """The closing event that carries the usage (`stream_options.include_usage`)."""
@@ -221,6 +141,55 @@ class GenerationHandler:
             _chat_answer,
         )
 
+    async def _admit(
+        self, record: RequestRecord, body: Any, requests: list[inference_pb2.GenerateRequest]
+    ) -> Reservation:
+        """Reserves the request's generations, and its token bound for a key with a token
+        limit (measured first, which asks the inference service to tokenize its prompts).
+
+        Raises:
+            ApiError: 429 over a limit; the inference service's refusal to tokenize.
+        """
+        assert record.key is not None
+        generations = sum(r.sampling.n or 1 for r in requests)
+        if not record.key.tokens_per_minute:
+            return self.gateway.access.admit(record.key, body.model, generations)
+        await self.gateway.streams.acquire(len(requests))
+        try:
+            bound = await token_budget.estimate(self.gateway.client, requests)
+        except exceptions.ForgelineError as exc:
+            raise from_domain(exc, body.model) from None
+        finally:
+            self.gateway.streams.release(len(requests))
+        record.prompt_estimates = bound.prompt_tokens
+        return self.gateway.access.admit(
+            record.key, body.model, generations, bound.total, bound.bounded
+        )
+
+    async def _start(
+        self,
+        record: RequestRecord,
+        body: Any,
+        requests: list[inference_pb2.GenerateRequest],
+        metadata: tuple[tuple[str, str], ...],
+    ) -> list[GenerateStream]:
+        """Admits the request, waits for free streams to the inference service and opens
+        one per prompt, returning once each has its first message.
+
+        Raises:
+            ApiError: 429 over a limit; the inference service refused the request.
+        """
+        record.reservation = await self._admit(record, body, requests)
+        await self.gateway.streams.acquire(len(requests))
+        record.slots = self.gateway.streams, len(requests)
+        # From here the engine is asked to work: a client that leaves is charged.
+        record.started_generating = True
+        try:
+            return await open_streams(self.gateway.client, requests, metadata)
+        except exceptions.ForgelineError as exc:
+            record.started_generating = False
+            raise from_domain(exc, body.model) from None
+
     async def _generate(
         self,
         request: Request,
@@ -231,32 +200,42 @@ class GenerationHandler:
         answer: Callable[[_Generation, bool], Any],
     ) -> Response:
         gateway = self.gateway
-        record = _Record(gateway, endpoint)
+        config = gateway.config
+        record = RequestRecord(gateway, endpoint)
         streamed = False
         try:
             record.key = gateway.access.authenticate(request)
             body = await parse_body(request, model_class)
             record.begin(body.model)
-            limit_headers = gateway.access.admit(record.key, body.model)
+            gateway.access.allow(record.key, body.model)
+            token_budget.check_fan_out(
+                body, config.max_generations_per_request, gateway.streams.limit
+            )
             engine_id = f"{id_prefix}-{uuid.uuid4().hex}"
             engine_requests = to_requests(body, engine_id)
             metadata = ((REQUEST_ID_HEADER, request.state.request_id),)
-            try:
-                streams = await open_streams(gateway.client, engine_requests, metadata)
-            except exceptions.ForgelineError as exc:
-                raise from_domain(exc, body.model) from None
+            # A client that leaves while it waits (for streams, or for the first tokens)
+            # leaves the queue and aborts what it started.
+            streams = await cancel_on_disconnect(
+                request, self._start(record, body, engine_requests, metadata)
+            )
+            if isinstance(streams, Response):
+                record.status = streams.status_code
+                return streams
             gateway.metrics.saw_served(body.model)
             record.status = 200
             generation = _Generation(
                 body, engine_id, int(time.time()), record.usage, engine_requests, streams
             )
+            limit_headers = record.reservation.headers if record.reservation else {}
             if body.stream:
+
+                def close() -> None:
+                    generation.cancel()
+                    record.finish()
+
                 streamed = True
-                return StreamingResponse(
-                    then(answer(generation, True), record.finish),
-                    media_type="text/event-stream",
-                    headers={**limit_headers, "Cache-Control": "no-cache"},
-                )
+                return EventStream(answer(generation, True), close, limit_headers)
             try:
                 result = await cancel_on_disconnect(request, answer(generation, False))
             except exceptions.ForgelineError as exc:

@@ -1,10 +1,15 @@
 """Per-key rate limits: token buckets for requests per minute and tokens per minute.
 
-A request takes one unit from its key's request bucket when it is admitted. Tokens are
-only known once the request ends, so the token bucket admits a request while it is not in
-debt and is charged the actual prompt + completion tokens afterwards (it may go below
-zero; the key then waits until it refills). A refused request gets the seconds until it
-would be admitted, for `Retry-After`.
+A request takes one unit from its key's request bucket per generation it starts (a
+completions request with 4 prompts and `n` 2 takes 8). Tokens are only known once the
+request ends, so admission reserves an upper bound (the prompt's tokens plus the output
+budget of every generation) and settles with what was used afterwards: the difference is
+refunded, or charged when the request used more. Concurrent requests therefore cannot
+overdraw a key: each one holds its reservation while it runs. A request whose output is
+not bounded (no `max_tokens`) reserves at most a full bucket, and any excess is charged
+as debt (the key then waits until the bucket refills). A refused request gets the seconds
+until it would be admitted, for `Retry-After`; one that could never fit in a bucket is
+refused without it.
 """
 
 from __future__ import annotations
@@ -75,11 +80,30 @@ class RateLimited(Exception):
     limit: str  # "requests" or "tokens"
     retry_after: float
     headers: dict[str, str] = field(default_factory=dict)
+    # Set when the request can never fit in the key's bucket, whatever the wait.
+    too_large: str = ""
 
     def __str__(self) -> str:
+        if self.too_large:
+            return self.too_large
         return (
             f"Rate limit reached for {self.limit} per minute; try again in {self.retry_after:.1f}s"
         )
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What an admitted request holds until it is settled.
+
+    Attributes:
+        key: The key it was admitted for.
+        tokens: Tokens reserved from the key's token bucket (0 without a token limit).
+        headers: OpenAI's `x-ratelimit-*` headers after the admission.
+    """
+
+    key: ApiKey
+    tokens: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -119,19 +143,68 @@ class RateLimiter:
         return out
 
     def admit(self, key: ApiKey) -> dict[str, str]:
-        """Admits one request of `key`; returns the rate-limit headers to send.
+        """Admits one generation of `key` with nothing reserved; returns the headers to send.
 
         Raises:
             RateLimited: the key is over a limit; says which and for how long.
         """
+        return self.reserve(key).headers
+
+    def reserve(
+        self, key: ApiKey, generations: int = 1, tokens: int = 0, bounded: bool = True
+    ) -> Reservation:
+        """Admits a request of `generations` generations and reserves `tokens` for it.
+
+        Both buckets are checked before either is taken from, so a refused request takes
+        nothing. A key in debt admits nothing until it is out of it.
+
+        Args:
+            key: The caller's key.
+            generations: Generations the request starts (prompts x `n`).
+            tokens: Upper bound of the tokens it can use.
+            bounded: Whether `tokens` is a real bound; an unbounded request reserves at
+                most the bucket's capacity.
+
+        Raises:
+            RateLimited: the key is over a limit (with the wait), or the request can never
+                fit in one of its buckets.
+        """
         buckets = self._for(key)
-        if buckets.tokens is not None and buckets.tokens.level < 1:
-            wait = buckets.tokens.wait_time(1)
-            raise RateLimited("tokens", wait, self._refusal_headers(key, wait))
-        if buckets.requests is not None and not buckets.requests.take(1):
-            wait = buckets.requests.wait_time(1)
-            raise RateLimited("requests", wait, self._refusal_headers(key, wait))
-        return self.headers(key)
+        reserved = 0
+        if buckets.tokens is not None:
+            reserved = tokens if bounded else min(tokens, int(buckets.tokens.capacity))
+        for limit, bucket, amount in (
+            ("tokens", buckets.tokens, reserved),
+            ("requests", buckets.requests, generations),
+        ):
+            if bucket is not None and amount > bucket.capacity:
+                raise RateLimited(
+                    limit,
+                    0.0,
+                    self.headers(key),
+                    too_large=f"Request too large: it needs {amount} {limit} but this key's "
+                    f"limit is {int(bucket.capacity)} {limit} per minute; send fewer prompts, "
+                    "a smaller n or a smaller max_tokens",
+                )
+        for limit, bucket, amount in (
+            ("tokens", buckets.tokens, max(reserved, 1)),
+            ("requests", buckets.requests, generations),
+        ):
+            if bucket is not None and bucket.level < amount:
+                wait = bucket.wait_time(amount)
+                raise RateLimited(limit, wait, self._refusal_headers(key, wait))
+        if buckets.tokens is not None:
+            buckets.tokens.charge(reserved)
+        if buckets.requests is not None:
+            buckets.requests.charge(generations)
+        return Reservation(key, reserved, self.headers(key))
+
+    def settle(self, reservation: Reservation, used: int) -> None:
+        """Settles a finished request: refunds what it reserved but did not use, or charges
+        what it used beyond that."""
+        bucket = self._for(reservation.key).tokens
+        if bucket is not None:
+            bucket.charge(used - reservation.tokens)
 
     def _refusal_headers(self, key: ApiKey, wait: float) -> dict[str, str]:
         return {

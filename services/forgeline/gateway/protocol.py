@@ -3,8 +3,10 @@
 Requests accept unknown fields (logged by the gateway, not rejected), so newer SDKs keep
 working; fields the gateway cannot honour are rejected with a 400 naming them. A few
 vLLM extensions the benchmark clients send (`top_k`, `min_p`, `repetition_penalty`,
-`ignore_eos`, ...) are accepted too. Responses carry OpenAI's exact shapes, including the
-`null`s the reference documents.
+`ignore_eos`, ...) are accepted too. Integer fields that reach the inference contract are
+bounded by their protobuf type (uint32, int64), and numbers must be finite, so an
+out-of-range value is a 400 naming the field rather than a failure further down. Responses
+carry OpenAI's exact shapes, including the `null`s the reference documents.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_STOP = 16
 MAX_TOP_LOGPROBS = 20
 MAX_COMPLETION_LOGPROBS = 5
+# Ranges of the contract's integer types.
+UINT32_MAX = 2**32 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class OpenAIModel(BaseModel):
     """Base of the request models: unknown fields are kept (and logged), not rejected."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
 
     def unknown_fields(self) -> list[str]:
         """Names of the fields the request carried that this model does not declare."""
@@ -72,18 +77,20 @@ class CompletionUsage(ResponseModel):
 
 
 Stop = str | list[str] | None
-NonNegative = Annotated[int, Field(ge=0)]
+Uint32 = Annotated[int, Field(ge=0, le=UINT32_MAX)]
+PositiveUint32 = Annotated[int, Field(ge=1, le=UINT32_MAX)]
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 
 
 class SamplingExtensions(OpenAIModel):
     """vLLM sampling fields beyond the OpenAI API, accepted by both endpoints."""
 
-    top_k: int | None = None
+    top_k: Annotated[int, Field(le=UINT32_MAX)] | None = None
     min_p: float | None = None
     repetition_penalty: float | None = None
     ignore_eos: bool = False
     include_stop_str_in_output: bool = False
-    stop_token_ids: list[NonNegative] | None = None
+    stop_token_ids: list[Uint32] | None = None
 
 
 # --------------------------------------------------------------------------- completions
@@ -93,16 +100,18 @@ class CompletionRequest(SamplingExtensions):
     """POST /v1/completions."""
 
     model: str
-    prompt: str | list[str] | list[NonNegative] | list[list[NonNegative]]
+    # Token ids are range-checked after validation, so that one message names the prompt
+    # instead of one per member of this union.
+    prompt: str | list[str] | list[int] | list[list[int]]
     best_of: int | None = None
     echo: bool | None = False
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
     logprobs: Annotated[int, Field(ge=0, le=MAX_COMPLETION_LOGPROBS)] | None = None
-    max_tokens: Annotated[int, Field(ge=0)] | None = 16
-    n: Annotated[int, Field(ge=1)] | None = 1
+    max_tokens: Uint32 | None = 16
+    n: PositiveUint32 | None = 1
     presence_penalty: float | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     stop: Stop = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
@@ -179,17 +188,17 @@ class ChatCompletionRequest(SamplingExtensions):
     functions: list[dict[str, Any]] | None = None
     logit_bias: dict[str, float] | None = None
     logprobs: bool | None = False
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: PositiveUint32 | None = None
+    max_tokens: PositiveUint32 | None = None
     metadata: dict[str, str] | None = None
     modalities: list[str] | None = None
-    n: Annotated[int, Field(ge=1)] | None = 1
+    n: PositiveUint32 | None = 1
     parallel_tool_calls: bool | None = None
     prediction: dict[str, Any] | None = None
     presence_penalty: float | None = None
     reasoning_effort: str | None = None
     response_format: ResponseFormat | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     service_tier: str | None = None
     stop: Stop = None
     store: bool | None = None

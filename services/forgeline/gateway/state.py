@@ -1,19 +1,23 @@
 """The state one gateway app shares between its requests.
 
 The inference client connects on first use, inside the server's event loop (an asyncio
-channel belongs to the loop it was opened on).
+channel belongs to the loop it was opened on). Calls to it share the connection's streams:
+model listings take one (shared by every caller, `catalog.ModelListing`), generations the
+rest (`capacity.StreamSlots`).
 """
 
 from __future__ import annotations
 
 from forgeline.client.aio import AsyncInferenceClient
 from forgeline.gateway.access import Access
+from forgeline.gateway.capacity import StreamSlots
+from forgeline.gateway.catalog import ModelListing
 from forgeline.gateway.config import GatewayConfig
 from forgeline.gateway.metrics import GatewayMetrics
 
 
 class Gateway:
-    """The gateway's state: the inference client, access control and metrics.
+    """The gateway's state: the inference client and its streams, access control, metrics.
 
     Args:
         config: Inference address, keys and limits.
@@ -25,6 +29,10 @@ class Gateway:
         self._client = client
         self.metrics = GatewayMetrics()
         self.access = Access(config.keys, self.metrics)
+        self.models = ModelListing(lambda: self.client)
+        # One stream stays for the model listing; generations (and their Tokenize calls)
+        # share the others.
+        self.streams = StreamSlots(config.inference_streams - 1)
 
     @property
     def client(self) -> AsyncInferenceClient:

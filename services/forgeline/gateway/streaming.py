@@ -2,8 +2,11 @@
 
 A request with several prompts runs one Generate stream per prompt; they are opened
 together (`open_streams`) and read in arrival order (`merge`). A client that disconnects
-cancels the work (`cancel_on_disconnect` for JSON answers; Starlette cancels a streaming
-answer itself), which cancels the streams and so aborts the requests in the engine.
+cancels the work (`cancel_on_disconnect` while the gateway waits, Starlette for a streaming
+answer), which cancels the streams and so aborts the requests in the engine. An
+`EventStream` runs its cleanup however it ends, also when its client left before a single
+event was sent (Starlette then never starts the event generator, whose own cleanup would
+not run).
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from fastapi import Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
 from forgeline.client.aio import AsyncInferenceClient, GenerateStream
 from forgeline.gateway.api_errors import ApiError
+from forgeline.gateway.capacity import retry_refused
 from forgeline.v1 import inference_pb2
 
 T = TypeVar("T")
@@ -25,6 +29,31 @@ T = TypeVar("T")
 SSE_DONE = b"data: [DONE]\n\n"
 # Answered when the client left before the answer was ready (nginx's "client closed").
 CLIENT_CLOSED = 499
+
+
+async def open_stream(
+    client: AsyncInferenceClient,
+    request: inference_pb2.GenerateRequest,
+    metadata: Sequence[tuple[str, str]] = (),
+) -> GenerateStream:
+    """Starts a Generate stream and waits for its first message, starting it again while
+    the service refuses it as over its stream cap (see `capacity`).
+
+    Raises:
+        ForgelineError: the inference service refused the request; the stream is
+            cancelled then (as on any other failure, cancellation included).
+    """
+
+    async def attempt() -> GenerateStream:
+        stream = client.generate(request, metadata=metadata)
+        try:
+            await stream.first()
+        except BaseException:
+            stream.cancel()
+            raise
+        return stream
+
+    return await retry_refused(attempt)
 
 
 async def open_streams(
@@ -38,14 +67,16 @@ async def open_streams(
         ForgelineError: the inference service refused a request; every stream is
             cancelled then (as on any other failure, cancellation included).
     """
-    streams = [client.generate(r, metadata=metadata) for r in requests]
+    opening = [asyncio.ensure_future(open_stream(client, r, metadata)) for r in requests]
     try:
-        await asyncio.gather(*(stream.first() for stream in streams))
+        return list(await asyncio.gather(*opening))
     except BaseException:
-        for stream in streams:
-            stream.cancel()
+        for task in opening:
+            task.cancel()
+        for outcome in await asyncio.gather(*opening, return_exceptions=True):
+            if isinstance(outcome, GenerateStream):
+                outcome.cancel()
         raise
-    return streams
 
 
 def merge(streams: Sequence[AsyncIterator[T]]) -> AsyncIterator[tuple[int, T]]:
@@ -117,13 +148,39 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T | Resp
     return task.result()
 
 
-async def then(stream: AsyncIterator[T], callback: Callable[[], Any]) -> AsyncIterator[T]:
-    """Relays `stream`, calling `callback` once it ends, fails or is closed."""
-    try:
-        async for item in stream:
-            yield item
-    finally:
-        callback()
+class EventStream(StreamingResponse):
+    """A server-sent event stream that calls `on_close` once it ends, however it ends.
+
+    Args:
+        events: The encoded events.
+        on_close: Cancels the work behind the events and accounts for it.
+        headers: Extra response headers.
+    """
+
+    def __init__(
+        self,
+        events: AsyncIterator[bytes],
+        on_close: Callable[[], Any],
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(
+            events,
+            media_type="text/event-stream",
+            headers={**(headers or {}), "Cache-Control": "no-cache"},
+        )
+        self._events = events
+        self._on_close = on_close
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        """Sends the events until they end or the client leaves, then cleans up."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # First, so the accounting holds even if the close below is interrupted.
+            self._on_close()
+            aclose = getattr(self._events, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 def sse_event(event: BaseModel) -> bytes:
