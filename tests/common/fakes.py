@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 from forgeline.common.jobs import JobContext, JobResult
 from forgeline.trainer.plan import Plan
@@ -49,3 +50,35 @@ class AcceptingPlanner:
 
     def plan(self, spec: trainer_pb2.TrainJobSpec) -> Plan:
         return Plan(spec=spec)
+
+
+class SlowCleanupRunner:
+    """Runs until cancelled, then takes `cleanup_seconds` to stop its (pretend) workers.
+
+    The cleanup is shielded, as a real runner's is; it records whether it ran to its end
+    and whether the job's work folder still existed when it finished.
+    """
+
+    resumable = True
+
+    def __init__(self, cleanup_seconds: float = 1.0):
+        self.cleanup_seconds = cleanup_seconds
+        self.started = threading.Event()
+        self.cleanup_started = threading.Event()
+        self.cleanup_done = threading.Event()
+        self.folder_present_after_cleanup: bool | None = None
+
+    def _cleanup(self, work_dir) -> None:
+        self.cleanup_started.set()
+        time.sleep(self.cleanup_seconds)
+        self.folder_present_after_cleanup = work_dir.exists()
+        self.cleanup_done.set()
+
+    async def run(self, ctx: JobContext) -> JobResult:
+        self.started.set()
+        try:
+            while True:
+                await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            await asyncio.shield(asyncio.to_thread(self._cleanup, ctx.work_dir))
+            raise

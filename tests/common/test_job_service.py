@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import time
@@ -11,9 +12,10 @@ import pytest
 from forgeline.client import exceptions
 from forgeline.client.channel import ChannelOptions
 from forgeline.client.jobs import TrainerClient
+from forgeline.common.jobs import JobManager, JobStore
 from forgeline.trainer.service import create_server
 from forgeline.v1 import common_pb2, trainer_pb2
-from tests.common.fakes import AcceptingPlanner, GatedRunner
+from tests.common.fakes import AcceptingPlanner, GatedRunner, SlowCleanupRunner
 from tests.conftest import ServerThread, serving
 
 pytestmark = pytest.mark.integration
@@ -102,6 +104,50 @@ def test_cancel_running_and_queued_jobs(settings_for):
         with pytest.raises(exceptions.FailedPrecondition) as info:
             trainer.cancel(running.id)
         assert "already ended" in info.value.message
+
+
+def test_a_second_cancel_waits_for_the_first_ones_cleanup(settings_for):
+    runner = SlowCleanupRunner(cleanup_seconds=1.0)
+    with serving(lambda: trainer_server(settings_for("trainer"), runner)) as server:
+        trainer = client(server)
+        job = trainer.submit(SPEC)
+        assert runner.started.wait(20)
+        work_dir = server.server.components["jobs"].work_root / job.id
+        assert work_dir.is_dir()
+        first = trainer.cancel(job.id, "first")
+        assert runner.cleanup_started.wait(20)
+        second = trainer.cancel(job.id, "second")  # during the first one's cleanup
+        assert second.state == common_pb2.JOB_STATE_RUNNING
+        ended = trainer.wait(job.id)
+        # The job ended only once the cleanup had run to its end, the folder still there.
+        assert runner.cleanup_done.is_set()
+        assert runner.folder_present_after_cleanup is True
+        events = list(trainer.watch(job.id))
+    assert first.state == common_pb2.JOB_STATE_RUNNING
+    assert (ended.state, ended.error) == (common_pb2.JOB_STATE_CANCELLED, "first")
+    cancelled = [e for e in events if e.HasField("state") and e.state.state == ended.state]
+    assert len(cancelled) == 1
+    assert not work_dir.exists()
+
+
+async def test_a_cancel_before_the_job_starts_running_cancels_it(tmp_path):
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    runner = GatedRunner(steps=2)
+    manager = JobManager(
+        store, common_pb2.JOB_KIND_TRAIN, trainer_pb2.TrainJobSpec, runner, tmp_path / "jobs"
+    )
+    await manager.start()
+    try:
+        job = manager.submit(SPEC)
+        while job.id not in manager._running:  # handed to a task that has not run yet
+            await asyncio.sleep(0)
+        assert manager.cancel(job.id, "too soon").state == common_pb2.JOB_STATE_QUEUED
+        final = await manager.wait(job.id, timeout=20)
+    finally:
+        await manager.stop()
+        store.close()
+    assert (final.state, final.error) == (common_pb2.JOB_STATE_CANCELLED, "too soon")
+    assert runner.attempts == []
 
 
 def test_unknown_job_is_not_found(settings_for):
@@ -197,3 +243,18 @@ def test_sdk_watch_survives_a_restart_on_the_same_port(settings_for):
     assert not watcher_error, watcher_error
     assert final.state == common_pb2.JOB_STATE_SUCCEEDED
     assert seen == list(range(1, final.last_event_seq + 1))
+
+
+async def test_stopping_as_a_job_is_handed_to_its_task_does_not_hang(tmp_path):
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    manager = JobManager(
+        store, common_pb2.JOB_KIND_TRAIN, trainer_pb2.TrainJobSpec, GatedRunner(), tmp_path
+    )
+    await manager.start()
+    job = manager.submit(SPEC)
+    while job.id not in manager._running:
+        await asyncio.sleep(0)
+    async with asyncio.timeout(10):
+        await manager.stop()
+    assert store.get(job.id).state == common_pb2.JOB_STATE_QUEUED  # it resumes on restart
+    store.close()

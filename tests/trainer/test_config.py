@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
+from forgeline.client import exceptions
 from forgeline.client.refs import parse_ref
 from forgeline.trainer import targets
 from forgeline.trainer.config import TrainConfig, Tuner, check_spec, fill_defaults
+from forgeline.trainer.config.deepspeed_json import resolve_paths
 from forgeline.v1 import trainer_pb2
 
 
@@ -101,3 +107,102 @@ def test_default_targets_per_architecture():
     assert targets.resolve_targets("llama", ["q_proj"]) == ("q_proj",)
     names = {"model.layers.0.self_attn.q_proj", "model.layers.0.mlp.up_proj"}
     assert targets.missing_targets(["q_proj", "c_attn", "all-linear"], names) == ["c_attn"]
+
+
+def deepspeed_problems(config: dict) -> list[tuple[str, str]]:
+    report = check_spec(
+        spec(
+            distribution=trainer_pb2.DistributionConfig(
+                strategy=trainer_pb2.DISTRIBUTION_STRATEGY_DEEPSPEED,
+                deepspeed_config_json=json.dumps(config),
+            )
+        )
+    )
+    return [(p.field, p.description) for p in report.problems]
+
+
+DS = "spec.distribution.deepspeed_config_json"
+
+
+def test_deepspeed_json_accepts_known_settings_and_relative_paths():
+    config = {
+        "zero_optimization": {
+            "stage": 3,
+            "overlap_comm": True,
+            "reduce_bucket_size": 5e8,
+            "offload_param": {"device": "nvme", "nvme_path": "swap/params"},
+        },
+        "optimizer": {"type": "AdamW", "params": {"lr": 1e-4, "betas": [0.9, 0.95]}},
+        "scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": 10}},
+        "bf16": {"enabled": True},
+        "flops_profiler": {"enabled": True, "output_file": "flops.txt"},
+        "tensorboard": {"enabled": True, "output_path": "tb/", "job_name": "run-1"},
+        "csv_monitor": {"enabled": True, "output_path": "./csv"},
+        "gradient_clipping": 0.5,
+    }
+    assert deepspeed_problems(config) == []
+
+
+def test_deepspeed_json_refuses_unknown_keys_naming_their_path():
+    problems = deepspeed_problems(
+        {
+            "wandb": {"enabled": True, "project": "leak"},
+            "comet": {"enabled": True},
+            "checkpoint": {"load_universal": True},
+            "compile": {"backend": "evil.module.fn"},
+            "zero_optimization": {"offload_optimizer": {"device": "cpu", "nvme_pth": "x"}},
+            "optimizer": {"type": "torch.optim.SGD"},
+            "made_up": 1,
+        }
+    )
+    fields = [f for f, _ in problems]
+    assert fields == [
+        f"{DS}.wandb",
+        f"{DS}.comet",
+        f"{DS}.checkpoint",
+        f"{DS}.compile",
+        f"{DS}.zero_optimization.offload_optimizer.nvme_pth",
+        f"{DS}.optimizer.type",
+        f"{DS}.made_up",
+    ]
+    assert "off the cluster" in problems[0][1]
+    assert "spec.checkpointing" in problems[2][1]
+    assert "nvme_path" in problems[4][1]  # the accepted keys are listed
+    assert "AdamW" in problems[5][1]
+
+
+def test_deepspeed_json_paths_must_stay_inside_the_job():
+    problems = deepspeed_problems(
+        {
+            "flops_profiler": {"output_file": "/etc/cron.d/flops"},
+            "tensorboard": {"output_path": "../../other-job", "job_name": "../x"},
+            "csv_monitor": {"output_path": "logs/../../x"},
+            "zero_optimization": {"offload_param": {"nvme_path": "~/swap"}},
+            "aio": "fast",
+        }
+    )
+    assert [f for f, _ in problems] == [
+        f"{DS}.flops_profiler.output_file",
+        f"{DS}.tensorboard.output_path",
+        f"{DS}.tensorboard.job_name",
+        f"{DS}.csv_monitor.output_path",
+        f"{DS}.zero_optimization.offload_param.nvme_path",
+        f"{DS}.aio",
+    ]
+    assert "absolute paths are refused" in problems[0][1]
+    assert "`..` is refused" in problems[1][1]
+
+
+def test_deepspeed_json_paths_are_resolved_under_the_jobs_folder(tmp_path):
+    config = {
+        "flops_profiler": {"enabled": True, "output_file": "prof/./flops.txt"},
+        "zero_optimization": {"stage": 3, "offload_param": {"nvme_path": "swap"}},
+    }
+    resolved = resolve_paths(config, tmp_path / "job-1")
+    root = (tmp_path / "job-1").resolve() / "deepspeed"
+    assert resolved["flops_profiler"]["output_file"] == str(root / "prof" / "flops.txt")
+    assert resolved["zero_optimization"]["offload_param"]["nvme_path"] == str(root / "swap")
+    assert config["flops_profiler"]["output_file"] == "prof/./flops.txt"  # not modified
+    with pytest.raises(exceptions.InvalidArgument) as info:
+        resolve_paths({"tensorboard": {"output_path": "/tmp"}}, tmp_path)
+    assert info.value.violations[0].field == f"{DS}.tensorboard.output_path"

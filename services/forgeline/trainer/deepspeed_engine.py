@@ -2,8 +2,11 @@
 
 The DeepSpeed config of a job is generated from its high-level settings (ZeRO stage,
 optimizer and parameter offload, precision, batch sizes, clipping), then any DeepSpeed
-JSON the job passes through is merged over it. The optimizer and the schedule are the
-same ones the other engines build, unless the JSON names its own.
+JSON the job passes through is merged over it: JSON limited at submission to the settings
+of `forgeline.trainer.config.deepspeed_json`, whose paths the runner has placed under the
+job's folder. The optimizer and the schedule are the same ones the other engines build,
+unless the JSON names its own. DeepSpeed's checkpoint files are read back as plain state
+(`PlainStateReader`), never unpickled as arbitrary objects.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 
 from forgeline.trainer.config import Precision, TrainConfig
 from forgeline.trainer.distributed import build_optimizer, build_scheduler, world
+from forgeline.trainer.state_files import load_plain_state
 
 DEEPSPEED_TAG = "state"
 
@@ -58,6 +62,44 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def deepspeed_state_types() -> list[type]:
+    """The data types DeepSpeed writes into its checkpoints besides tensors and plain state.
+
+    Each is rebuilt from its fields (an enum from its value) when loaded; none runs code
+    named in the file.
+    """
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [ZeroStageEnum, fragment_address, LossScaler, DynamicLossScaler]
+
+
+class PlainStateReader:
+    """A DeepSpeed checkpoint engine whose `load` accepts plain state only.
+
+    DeepSpeed's own engine loads with `weights_only=False`; every other call goes to it.
+
+    Args:
+        engine: The DeepSpeed engine's checkpoint engine.
+    """
+
+    def __init__(self, engine: Any):
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def load(self, path: str, map_location: Any = None) -> Any:
+        """Loads one checkpoint file.
+
+        Raises:
+            UnsafeCheckpoint: the file holds objects other than plain state and
+                `deepspeed_state_types`.
+        """
+        return load_plain_state(path, map_location, allowed_types=deepspeed_state_types())
 
 
 class DeepSpeedEngine:
@@ -125,14 +167,20 @@ class DeepSpeedEngine:
         self.module.save_checkpoint(str(folder), tag=DEEPSPEED_TAG, exclude_frozen_parameters=True)
 
     def load_state(self, folder: Path) -> None:
-        """Restores every worker's shard.
+        """Restores every worker's shard, reading its files as plain state.
 
         Raises:
             RuntimeError: the checkpoint could not be loaded.
+            UnsafeCheckpoint: a file holds more than plain state (nothing was run).
         """
-        path, _ = self.module.load_checkpoint(
-            str(folder), tag=DEEPSPEED_TAG, load_module_strict=False
-        )
+        own = self.module.checkpoint_engine
+        self.module.checkpoint_engine = PlainStateReader(own)
+        try:
+            path, _ = self.module.load_checkpoint(
+                str(folder), tag=DEEPSPEED_TAG, load_module_strict=False
+            )
+        finally:
+            self.module.checkpoint_engine = own
         if path is None:
             raise RuntimeError(f"no DeepSpeed checkpoint under {folder}")
 

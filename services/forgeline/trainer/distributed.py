@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from forgeline.trainer.config import OptimizerKind, Precision, Strategy, TrainConfig
+from forgeline.trainer.state_files import load_plain_state
 
 if TYPE_CHECKING:
     from forgeline.trainer.deepspeed_engine import DeepSpeedEngine
@@ -185,10 +186,14 @@ class TorchEngine:
         )
 
     def load_state(self, folder: Path) -> None:
-        """Restores what `save_state` wrote."""
+        """Restores what `save_state` wrote (tensors and plain state only).
+
+        Raises:
+            UnsafeCheckpoint: the file holds other objects (none was created).
+        """
         from forgeline.trainer.modeling import load_trainable_state
 
-        state = torch.load(folder / STATE_FILE, map_location=self.device, weights_only=False)
+        state = load_plain_state(folder / STATE_FILE, map_location=self.device)
         load_trainable_state(self.model, state["trainable"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -261,10 +266,14 @@ class FsdpEngine(TorchEngine):
         )
 
     def load_state(self, folder: Path) -> None:
-        """Restores what `save_state` wrote, re-sharding it over the workers."""
+        """Restores what `save_state` wrote, re-sharding it over the workers.
+
+        Raises:
+            UnsafeCheckpoint: the file holds more than tensors and plain state.
+        """
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+        state = load_plain_state(folder / STATE_FILE, map_location="cpu")
         set_state_dict(
             self.model,
             self.optimizer,

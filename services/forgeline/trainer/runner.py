@@ -5,7 +5,10 @@ inputs (so workers on this machine find them cached), launches the run, turns th
 workers' events into job progress, metrics and log lines, and on success registers the
 trained adapter (ADAPTER, parent = base) or model (MERGED) with its lineage, final
 metrics, the loss curve as CSV and PNG, and the training log. A cancelled job stops its
-workers and registers nothing; an interrupted one resumes from its newest checkpoint.
+workers and registers nothing (a version whose upload was under way is archived); an
+interrupted one resumes from its newest checkpoint, or adopts the version an earlier
+attempt registered before the service died. Paths in the job's DeepSpeed JSON are placed
+under the job's folder before the run is launched.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -24,8 +28,9 @@ from forgeline.client import exceptions
 from forgeline.client.cache import CacheConfig, VersionCache
 from forgeline.client.refs import pinned
 from forgeline.client.transfer import push_folder
-from forgeline.common.jobs import JobContext, JobResult
+from forgeline.common.jobs import JobContext, JobResult, finish_despite_cancel
 from forgeline.trainer.config import TrainConfig
+from forgeline.trainer.config.deepspeed_json import resolve_paths
 from forgeline.trainer.launcher import InputRefs, LaunchRequest, RayLauncher, RunHandle, RunResult
 from forgeline.trainer.recipes.common import MODEL_DIR, TrainState
 from forgeline.v1 import registry_pb2, trainer_pb2
@@ -69,16 +74,23 @@ class TrainRunner:
         """Trains, registers the result, and returns its reference and final metrics.
 
         Raises:
+            InvalidArgument: the spec's DeepSpeed JSON has a refused setting (a job stored
+                before the rule existed).
             FailedPrecondition: the service restarted and the job does not allow resuming.
             TrainingFailed: a worker raised.
         """
-        cfg = TrainConfig.from_pb(ctx.spec)
+        cfg = _confined(TrainConfig.from_pb(ctx.spec), ctx.work_dir)
         journal = _Journal(ctx)
-        if ctx.resume and not cfg.checkpoints.resume_enabled:
-            raise exceptions.FailedPrecondition(
-                "the service restarted while the job was running and "
-                "checkpointing.resume_enabled is false"
-            )
+        if ctx.resume:
+            earlier = await asyncio.to_thread(self._registered_earlier, ctx.job_id, cfg)
+            if earlier is not None:
+                journal.log(f"an earlier attempt already registered {pinned(earlier)}")
+                return JobResult(outputs=[pinned(earlier)], metrics=dict(earlier.metrics))
+            if not cfg.checkpoints.resume_enabled:
+                raise exceptions.FailedPrecondition(
+                    "the service restarted while the job was running and "
+                    "checkpointing.resume_enabled is false"
+                )
         base = await asyncio.to_thread(self.cache.resolve, cfg.base_model)
         dataset = await asyncio.to_thread(self.cache.resolve, cfg.dataset)
         journal.log(
@@ -95,14 +107,54 @@ class TrainRunner:
             cache=self.worker_cache,
             storage=ctx.work_dir / "ray",
         )
-        handle = await asyncio.to_thread(self.launcher.launch, request)
+        launch = asyncio.ensure_future(asyncio.to_thread(self.launcher.launch, request))
         try:
-            result = await self._follow(handle, journal)
+            result = await self._follow(await asyncio.shield(launch), journal)
         except asyncio.CancelledError:
             journal.log("stopping the workers")
-            await asyncio.shield(asyncio.to_thread(handle.stop))
+            # To the end, even through a second cancel: the job's folder goes only after.
+            await finish_despite_cancel(self._stop(launch))
             raise
         return await self._register(ctx, cfg, result, base, dataset, journal)
+
+    async def _stop(self, launch: asyncio.Future) -> None:
+        """Stops a run, once it has been launched if a cancel came during the launch."""
+        try:
+            handle = await launch
+        except Exception:
+            return  # nothing was launched
+        await asyncio.to_thread(handle.stop)
+
+    def _registered_earlier(self, job_id: str, cfg: TrainConfig) -> registry_pb2.Version | None:
+        """The READY version an interrupted attempt of this job registered, if any.
+
+        The service can die between the registry committing the version and the job
+        recording its success; adopting that version keeps it the job's only one. Versions
+        an interrupted upload left PENDING are marked FAILED.
+        """
+        registry = self.cache.registry
+        try:
+            versions = list(registry.list_versions(model=cfg.output_name, job_id=job_id))
+        except exceptions.NotFound:
+            return None
+        for version in versions:
+            if version.state == registry_pb2.VERSION_STATE_PENDING:
+                try:
+                    registry.fail_version(
+                        version.model, version.number, "its upload was interrupted by a restart"
+                    )
+                except exceptions.ForgelineError:
+                    log.warning("could not mark %s FAILED", pinned(version))
+        ready = [v for v in versions if v.state == registry_pb2.VERSION_STATE_READY]
+        return max(ready, key=lambda v: v.number) if ready else None
+
+    async def _retire(self, push: asyncio.Future) -> None:
+        """Waits for an upload a cancel interrupted, then archives the version it made."""
+        try:
+            version = await push
+        except Exception:
+            return  # the push marked its version FAILED
+        await asyncio.to_thread(self._archive, version)
 
     def _archive(self, version: registry_pb2.Version) -> None:
         try:
@@ -179,9 +231,9 @@ class TrainRunner:
         try:
             version = await asyncio.shield(push)
         except asyncio.CancelledError:
-            # Cancelled mid-upload: let the upload end, then retire what it produced.
-            version = await push
-            await asyncio.to_thread(self._archive, version)
+            # Cancelled mid-upload: let the upload end, then retire what it produced, to the
+            # end even if another cancel arrives meanwhile.
+            await finish_despite_cancel(self._retire(push))
             raise
         return JobResult(outputs=[pinned(version)], metrics=metrics)
 
@@ -222,6 +274,18 @@ class _Journal:
         )
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(f"step {step}/{total}: {shown}\n")
+
+
+def _confined(cfg: TrainConfig, work_dir: Path) -> TrainConfig:
+    """The configuration with its DeepSpeed JSON's paths placed under the job's folder.
+
+    Raises:
+        InvalidArgument: the JSON has a refused setting or a path leaving the folder.
+    """
+    if not cfg.dist.deepspeed_overrides:
+        return cfg
+    overrides = resolve_paths(cfg.dist.deepspeed_overrides, work_dir)
+    return replace(cfg, dist=replace(cfg.dist, deepspeed_overrides=overrides))
 
 
 def _stage_output(work_dir: Path, checkpoint: Path, state: TrainState, journal: _Journal) -> Path:

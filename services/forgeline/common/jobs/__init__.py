@@ -2,11 +2,14 @@
 
 A persistent job table and append-only event log in SQL (`store`), and a `JobManager`
 that queues jobs, runs them through a `Runner`, cancels them, recovers them after a
-restart and serves Watch streams that replay from a sequence number (`manager`).
+restart and serves Watch streams that replay from a sequence number (`manager`), and
+`finish_despite_cancel` for a runner's cleanup that no second cancel may cut short
+(`shielding`).
 """
 
 from forgeline.common.jobs.manager import JobContext, JobManager, JobResult, Runner
 from forgeline.common.jobs.model import TERMINAL_STATES, Job, JobEvent
+from forgeline.common.jobs.shielding import finish_despite_cancel
 from forgeline.common.jobs.store import JobStore
 
 __all__ = [
@@ -18,4 +21,5 @@ __all__ = [
     "JobResult",
     "JobStore",
     "Runner",
+    "finish_despite_cancel",
 ]

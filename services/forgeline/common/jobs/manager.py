@@ -97,7 +97,9 @@ class Runner(Protocol[SpecT]):
     """Does the work of one job. Implemented by each job service (later on Ray).
 
     `run` raises a `ForgelineError` (or any exception) to fail the job; it is cancelled
-    with `asyncio.CancelledError` and must then stop its workers before re-raising.
+    with `asyncio.CancelledError` and must then stop its workers before re-raising (with
+    `finish_despite_cancel`, so that the service stopping meanwhile cannot cut that short).
+    The job's work directory is removed only after `run` has returned or raised.
     """
 
     resumable: bool
@@ -143,6 +145,7 @@ class JobManager(Generic[SpecT]):
         self._workers: list[asyncio.Task] = []
         self._running: dict[str, asyncio.Task] = {}
         self._contexts: dict[str, JobContext[SpecT]] = {}
+        self._cancelling: dict[str, str] = {}  # job id -> reason of the cancel under way
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
 
@@ -210,6 +213,9 @@ class JobManager(Generic[SpecT]):
     def cancel(self, job_id: str, reason: str = "cancelled by request") -> Job:
         """Cancels a queued or running job.
 
+        A running job stays RUNNING until its runner has stopped its work; asking again
+        meanwhile changes nothing and returns the job as it is.
+
         Raises:
             NotFound: no such job.
             FailedPrecondition: the job already ended.
@@ -222,12 +228,17 @@ class JobManager(Generic[SpecT]):
                 type="JOB_STATE",
             )
         task = self._running.get(job_id)
-        if task is not None:
-            self._contexts[job_id].cancel_requested = True
-            self._contexts[job_id].cancel_reason = reason
-            task.cancel()
-        else:
+        if task is None:
             self._record(job_id, _state_event(common_pb2.JOB_STATE_CANCELLED, reason))
+        elif job_id not in self._cancelling:
+            self._cancelling[job_id] = reason
+            ctx = self._contexts.get(job_id)  # absent while the task has not started yet
+            if ctx is not None:
+                ctx.cancel_requested, ctx.cancel_reason = True, reason
+            task.cancel()
+        # else: already being cancelled. Cancelling the task again would cut short the
+        # runner's shielded cleanup (stopping workers, finishing an upload); the first
+        # request ends the job once that cleanup is done.
         return self.store.get(job_id)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
@@ -307,11 +318,20 @@ class JobManager(Generic[SpecT]):
             try:
                 await asyncio.shield(task)
             except asyncio.CancelledError:
-                if not task.done():
+                if not task.done() or _being_cancelled():
                     raise  # the worker itself is being stopped
+                if task.cancelled() and job_id in self._cancelling:
+                    # Cancelled before it started: nothing ran, nothing to clean up.
+                    self._end_cancelled(job_id)
             finally:
                 self._running.pop(job_id, None)
                 self._contexts.pop(job_id, None)
+                self._cancelling.pop(job_id, None)
+
+    def _end_cancelled(self, job_id: str) -> None:
+        if not self.store.get(job_id).terminal:
+            reason = self._cancelling.get(job_id) or "cancelled by request"
+            self._record(job_id, _state_event(common_pb2.JOB_STATE_CANCELLED, reason))
 
     async def _run_one(self, job_id: str) -> None:
         self._record(job_id, _state_event(common_pb2.JOB_STATE_RUNNING))
@@ -343,6 +363,12 @@ class JobManager(Generic[SpecT]):
                 job_id, common_pb2.JobEvent(metrics=common_pb2.JobMetrics(values=result.metrics))
             )
         self._record(job_id, _state_event(common_pb2.JOB_STATE_SUCCEEDED), outputs=result.outputs)
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task itself was asked to stop (not just something it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _state_event(state: int, reason: str = "") -> common_pb2.JobEvent:

@@ -2,9 +2,10 @@
 
 `fill_defaults` (in `defaults`) turns a submitted `TrainJobSpec` into the spec as stored.
 `check_spec` (in `checks`) finds every problem a spec has on its own, without reading any
-file. `TrainConfig.from_pb` (in `train_config`) turns a resolved spec into plain, picklable
-dataclasses with enums (from `enums`), which is what the recipes and the Ray workers
-receive.
+file; what its DeepSpeed JSON may hold, and where that JSON's paths go, is
+`deepspeed_json`. `TrainConfig.from_pb` (in `train_config`) turns a resolved spec into
+plain, picklable dataclasses with enums (from `enums`), which is what the recipes and the
+Ray workers receive.
 """
 
 from forgeline.trainer.config.checks import MAX_LORA_RANK, SpecReport, check_spec

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from forgeline.client.exceptions import Violations
 from forgeline.client.refs import RefError, check_name
+from forgeline.trainer.config.deepspeed_json import deepspeed_json_problems
 from forgeline.trainer.config.defaults import DEFAULT_ZERO_STAGE
 from forgeline.trainer.config.enums import (
     FORMAT_FROM_PB,
@@ -290,16 +291,14 @@ def _check_distribution(
             )
         try:
             parsed = json.loads(d.deepspeed_config_json)
-            r.problems.check(
-                isinstance(parsed, dict),
-                "spec.distribution.deepspeed_config_json",
-                "must be a JSON object",
-            )
         except json.JSONDecodeError as exc:
             r.problems.add(
                 "spec.distribution.deepspeed_config_json",
                 f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             )
+        else:
+            # Only known settings; paths must stay inside the job's folder.
+            r.problems.extend(deepspeed_json_problems(parsed))
     if strategy is Strategy.NONE:
         r.problems.check(
             workers == 1,

@@ -3,7 +3,8 @@
 A checkpoint folder holds `trainer_state.json` (step, position in the data stream, the
 metrics history), `state/` (the engine's optimizer, schedule and trainable weights),
 `rng-<rank>.pt` (each worker's random state) and, in the final one, `model/` (the
-adapter or model in Hugging Face format) beside `final` (a marker).
+adapter or model in Hugging Face format) beside `final` (a marker). Every `.pt` file holds
+tensors and plain state only and is read back with `weights_only=True`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 
 from forgeline.trainer.data import IGNORE_INDEX
 from forgeline.trainer.distributed import world
+from forgeline.trainer.state_files import load_plain_state
 
 TRAINER_STATE = "trainer_state.json"
 ENGINE_STATE = "state"
@@ -50,7 +52,11 @@ class TrainState:
 
 
 def save_rng(folder: Path, rank: int) -> None:
-    """Saves this worker's random generators (dropout, shuffling) beside a checkpoint."""
+    """Saves this worker's random generators (dropout, shuffling) beside a checkpoint.
+
+    Plain state only (tensors, and Python's state as a tuple of ints), so that
+    `load_rng` reads it back without unpickling any object.
+    """
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -58,11 +64,15 @@ def save_rng(folder: Path, rank: int) -> None:
 
 
 def load_rng(folder: Path, rank: int) -> None:
-    """Restores what `save_rng` saved, when the checkpoint has this rank's file."""
+    """Restores what `save_rng` saved, when the checkpoint has this rank's file.
+
+    Raises:
+        UnsafeCheckpoint: the file holds more than plain state (nothing was run).
+    """
     path = folder / f"rng-{rank}.pt"
     if not path.exists():
         return
-    state = torch.load(path, weights_only=False)
+    state = load_plain_state(path)
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
