@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from forgeline.common.ray_cluster import WORKER_ENV
 from forgeline.common.server import ForgelineServer
 from forgeline.common.settings import ServiceName, Settings
 
@@ -97,3 +98,19 @@ def bundled_model() -> Path:
     from forgeline.common.bundled import import_bundled
 
     return import_bundled()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A small local Ray (2 CPUs, no dashboard), shared by every test that trains on Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": dict(WORKER_ENV)},
+        )
+    yield ray
+    ray.shutdown()

@@ -11,24 +11,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 
-from forgeline.trainer.launcher import WORKER_ENV
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """A small local Ray (2 CPUs, no dashboard), shared by every test that trains on Ray."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": dict(WORKER_ENV)},
-        )
-    yield ray
-    ray.shutdown()
-
 
 @pytest.fixture
 def tiny_facts(tmp_path: Path) -> Path:

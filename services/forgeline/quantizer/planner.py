@@ -161,7 +161,7 @@ class QuantizePlanner:
             if reason:
                 v.add("spec.source", reason)
         if cfg.method.calibrated:
-            from forgeline.quantizer.methods import choose_group_size, quantized_linear_widths
+            from forgeline.quantizer.layers import choose_group_size, quantized_linear_widths
 
             try:
                 spec.group_size = choose_group_size(

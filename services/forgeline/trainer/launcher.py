@@ -16,7 +16,6 @@ controller and the workers with it, and the run's placement group is removed.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,9 @@ from typing import Any
 
 from forgeline.client import exceptions
 from forgeline.client.cache import CacheConfig
+from forgeline.common.ray_cluster import EventSink, RayCluster
 from forgeline.trainer.config import TrainConfig
-from forgeline.trainer.ray_worker import WORKER_ENV, InputRefs, train_worker
+from forgeline.trainer.ray_worker import InputRefs, train_worker
 from forgeline.trainer.worker import StopRequested
 
 log = logging.getLogger(__name__)
@@ -67,22 +67,13 @@ class TrainingFailed(exceptions.ForgelineError):
 # -- the pieces that run in Ray on the driver's behalf ---------------------------------------
 
 
-class EventSink:
-    """Collects rank 0's events for the service and carries the stop request to workers."""
+class RunEventSink(EventSink):
+    """Rank 0's events for the service, and the stop request and placement group of a run."""
 
     def __init__(self) -> None:
-        self._events: list[tuple] = []
+        super().__init__()
         self._stop = False
         self._placement_group: Any = None
-
-    def put(self, event: tuple) -> None:
-        """Queues one event: ("progress", step, total, metrics) or ("log", message)."""
-        self._events.append(event)
-
-    def drain(self) -> list[tuple]:
-        """Returns and forgets the queued events."""
-        events, self._events = self._events, []
-        return events
 
     def request_stop(self) -> None:
         """Asks the workers to stop at their next step."""
@@ -233,47 +224,13 @@ def _worker_error(exc: BaseException) -> str:
     return (tail[-1] if tail else type(seen).__name__)[:2000]
 
 
-class RayLauncher:
+class RayLauncher(RayCluster):
     """Starts runs on a Ray cluster: the one at `address`, or a local one started lazily.
 
     Args:
         address: A Ray cluster address; empty starts (or reuses) a local Ray.
         num_cpus: CPUs of a locally started Ray (default: all).
     """
-
-    def __init__(self, address: str = "", num_cpus: int | None = None):
-        self.address = address
-        self.num_cpus = num_cpus
-        self._lock = threading.Lock()
-        self._started_here = False
-
-    def ensure_started(self) -> None:
-        """Connects to (or starts) Ray once; an already initialized Ray is reused."""
-        import ray
-
-        with self._lock:
-            if ray.is_initialized():
-                return
-            runtime_env = {"env_vars": dict(WORKER_ENV)}
-            if self.address:
-                log.info("joining the Ray cluster at %s", self.address)
-                ray.init(address=self.address, runtime_env=runtime_env, log_to_driver=False)
-            else:
-                log.info("starting a local Ray")
-                ray.init(
-                    num_cpus=self.num_cpus,
-                    include_dashboard=False,
-                    runtime_env=runtime_env,
-                    log_to_driver=False,
-                )
-                self._started_here = True
-
-    def resources(self) -> dict[str, float]:
-        """The cluster's total resources (CPU, GPU, memory, ...)."""
-        import ray
-
-        self.ensure_started()
-        return dict(ray.cluster_resources())
 
     def launch(self, request: LaunchRequest) -> RunHandle:
         """Starts a run and returns at once.
@@ -292,15 +249,6 @@ class RayLauncher:
             cfg = replace(cfg, dist=replace(cfg.dist, cpus_per_worker=share))
             request = replace(request, config=cfg)
         request.storage.mkdir(parents=True, exist_ok=True)
-        sink = ray.remote(num_cpus=0)(EventSink).remote()
+        sink = ray.remote(num_cpus=0)(RunEventSink).remote()
         fit = ray.remote(num_cpus=0, max_retries=0)(_fit)
         return RunHandle(fit.remote(request, sink), sink)
-
-    def shutdown(self) -> None:
-        """Stops the local Ray this launcher started (a joined cluster is left alone)."""
-        import ray
-
-        with self._lock:
-            if self._started_here and ray.is_initialized():
-                ray.shutdown()
-                self._started_here = False

@@ -21,11 +21,6 @@ from forgeline.client.cache import CacheConfig, VersionCache
 from forgeline.trainer.config import Task, TrainConfig
 from forgeline.trainer.worker import Inputs
 
-# Environment every worker gets: DeepSpeed's CPU accelerator when there is no GPU, and
-# OpenMP threads that sleep instead of spinning when they wait (on shared CPU hosts a
-# spinning pool slows every other process, and itself, by an order of magnitude).
-WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
-
 
 @dataclass(frozen=True)
 class InputRefs:
