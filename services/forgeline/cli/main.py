@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from forgeline.cli import demo, jobs, models, quantize, serving, training
+from forgeline.cli import demo, evaluate, jobs, models, quantize, serving, training
 from forgeline.client import exceptions
 from forgeline.client.refs import RefError
 from forgeline.common.settings import ENVIRONMENT, ServiceName, Settings
@@ -24,7 +24,6 @@ err_console = Console(stderr=True)
 
 app = typer.Typer(
     help="Forgeline: fine-tune, quantize, evaluate, version and serve LLMs.",
-    epilog="Planned commands, arriving with their service: eval.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -33,6 +32,7 @@ serving.register(app)
 training.register(app)
 quantize.register(app)
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(evaluate.app, name="eval")
 demo.register(app)
 
 

@@ -183,6 +183,7 @@ class Evaluation:
     job_id: str
     num_samples: int
     create_time: datetime | None = None
+    subject_samples: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_pb(cls, pb: registry_pb2.Evaluation) -> Evaluation:
@@ -198,9 +199,21 @@ class Evaluation:
         check_text(v, "evaluation.job_id", pb.job_id, 64)
         check_values(v, "evaluation.metrics", pb.metrics)
         check_values(v, "evaluation.subjects", pb.subjects)
-        v.check(pb.num_samples <= MAX_COUNT, "evaluation.num_samples", "is too large")
+        check_values(v, "evaluation.subject_samples", pb.subject_samples)
+        v.check(
+            all(n <= MAX_COUNT for n in [pb.num_samples, *pb.subject_samples.values()]),
+            "evaluation.num_samples",
+            "is too large",
+        )
         v.raise_if_any()
-        return cls(pb.suite, dict(pb.metrics), dict(pb.subjects), pb.job_id, pb.num_samples)
+        return cls(
+            pb.suite,
+            dict(pb.metrics),
+            dict(pb.subjects),
+            pb.job_id,
+            pb.num_samples,
+            subject_samples=dict(pb.subject_samples),
+        )
 
     def to_pb(self) -> registry_pb2.Evaluation:
         """The wire form."""
@@ -211,6 +224,7 @@ class Evaluation:
             job_id=self.job_id,
             num_samples=self.num_samples,
             create_time=to_timestamp(self.create_time),
+            subject_samples=self.subject_samples,
         )
 
 

@@ -19,6 +19,7 @@ def add_report(s: Session, row: VersionRow, evaluation: Evaluation) -> Evaluatio
             suite=evaluation.suite,
             metrics=evaluation.metrics,
             subjects=evaluation.subjects,
+            subject_samples=evaluation.subject_samples,
             job_id=evaluation.job_id,
             num_samples=evaluation.num_samples,
             create_time=now,

@@ -140,6 +140,7 @@ class EvaluationRow(Base):
     suite: Mapped[str] = mapped_column(String(128), index=True)
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     subjects: Mapped[dict] = mapped_column(JSON, default=dict)
+    subject_samples: Mapped[dict] = mapped_column(JSON, default=dict)
     job_id: Mapped[str] = mapped_column(String(64), default="")
     num_samples: Mapped[int] = mapped_column(BigInteger, default=0)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -26,7 +26,7 @@ from forgeline.v1 import common_pb2 as forgeline_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66orgeline/v1/evaluator.proto\x12\x0c\x66orgeline.v1\x1a\x19\x66orgeline/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Y\n\nEvalTarget\x12)\n\x07version\x18\x01 \x01(\x0b\x32\x16.forgeline.v1.ModelRefH\x00\x12\x16\n\x0cserved_model\x18\x02 \x01(\tH\x00\x42\x08\n\x06target\"\xa8\x02\n\x0b\x45valJobSpec\x12(\n\x06target\x18\x01 \x01(\x0b\x32\x18.forgeline.v1.EvalTarget\x12\'\n\x06suites\x18\x02 \x03(\x0b\x32\x17.forgeline.v1.EvalSuite\x12\x12\n\nbatch_size\x18\x03 \x01(\r\x12\x30\n\tresources\x18\x04 \x01(\x0b\x32\x1d.forgeline.v1.ResourceRequest\x12\x1a\n\x12\x61ttach_to_registry\x18\x05 \x01(\x08\x12\x35\n\x06labels\x18\x06 \x03(\x0b\x32%.forgeline.v1.EvalJobSpec.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcf\x01\n\tEvalSuite\x12\x0c\n\x04name\x18\x01 \x01(\t\x12<\n\x0fmultiple_choice\x18\x02 \x01(\x0b\x32!.forgeline.v1.MultipleChoiceSuiteH\x00\x12\x38\n\rgeneration_qa\x18\x03 \x01(\x0b\x32\x1f.forgeline.v1.GenerationQaSuiteH\x00\x12\x33\n\nperplexity\x18\x04 \x01(\x0b\x32\x1d.forgeline.v1.PerplexitySuiteH\x00\x42\x07\n\x05suite\"\xd4\x01\n\x13MultipleChoiceSuite\x12\x32\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\".forgeline.v1.MultipleChoiceFormat\x12)\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x16.forgeline.v1.ModelRefH\x00\x12\x11\n\x07\x62uiltin\x18\x03 \x01(\tH\x00\x12\x10\n\x08subjects\x18\x04 \x03(\t\x12\x14\n\x0cnum_few_shot\x18\x05 \x01(\r\x12\x19\n\x11limit_per_subject\x18\x06 \x01(\rB\x08\n\x06source\"\xf6\x01\n\x11GenerationQaSuite\x12\'\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x16.forgeline.v1.ModelRef\x12+\n\nmatch_rule\x18\x02 \x01(\x0e\x32\x17.forgeline.v1.MatchRule\x12\x15\n\rregex_pattern\x18\x03 \x01(\t\x12\x13\n\x0bignore_case\x18\x04 \x01(\x08\x12\x16\n\x0emax_new_tokens\x18\x05 \x01(\r\x12\r\n\x05limit\x18\x06 \x01(\r\x12 \n\x13\x61pply_chat_template\x18\x07 \x01(\x08H\x00\x88\x01\x01\x42\x16\n\x14_apply_chat_template\"q\n\x0fPerplexitySuite\x12\'\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x16.forgeline.v1.ModelRef\x12\x16\n\x0emax_seq_length\x18\x02 \x01(\r\x12\x0e\n\x06stride\x18\x03 \x01(\r\x12\r\n\x05limit\x18\x04 \x01(\r\"@\n\x0cSubjectScore\x12\x0f\n\x07\x63orrect\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\x12\x10\n\x08\x61\x63\x63uracy\x18\x03 \x01(\x01\"\xc9\x02\n\x0f\x45valSuiteResult\x12\x12\n\nsuite_name\x18\x01 \x01(\t\x12;\n\x07metrics\x18\x02 \x03(\x0b\x32*.forgeline.v1.EvalSuiteResult.MetricsEntry\x12=\n\x08subjects\x18\x03 \x03(\x0b\x32+.forgeline.v1.EvalSuiteResult.SubjectsEntry\x12\x13\n\x0bnum_samples\x18\x04 \x01(\x04\x12\x14\n\x0cwall_seconds\x18\x05 \x01(\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aK\n\rSubjectsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.forgeline.v1.SubjectScore:\x02\x38\x01\"\xa7\x01\n\nEvalReport\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x06target\x18\x02 \x01(\x0b\x32\x18.forgeline.v1.EvalTarget\x12.\n\x07results\x18\x03 \x03(\x0b\x32\x1d.forgeline.v1.EvalSuiteResult\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x14SubmitEvalJobRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.forgeline.v1.EvalJobSpec\"`\n\x15SubmitEvalJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.forgeline.v1.Job\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x19.forgeline.v1.EvalJobSpec\"#\n\x11GetEvalJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"]\n\x12GetEvalJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.forgeline.v1.Job\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x19.forgeline.v1.EvalJobSpec\"g\n\x13ListEvalJobsRequest\x12\'\n\x04page\x18\x01 \x01(\x0b\x32\x19.forgeline.v1.PageRequest\x12\'\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x17.forgeline.v1.JobFilter\"P\n\x14ListEvalJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.forgeline.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x14\x43\x61ncelEvalJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x15\x43\x61ncelEvalJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.forgeline.v1.Job\"8\n\x13WatchEvalJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"=\n\x14WatchEvalJobResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.forgeline.v1.JobEvent\"&\n\x14GetEvalReportRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"A\n\x15GetEvalReportResponse\x12(\n\x06report\x18\x01 \x01(\x0b\x32\x18.forgeline.v1.EvalReport*\xa3\x01\n\x14MultipleChoiceFormat\x12&\n\"MULTIPLE_CHOICE_FORMAT_UNSPECIFIED\x10\x00\x12\x1f\n\x1bMULTIPLE_CHOICE_FORMAT_MMLU\x10\x01\x12 \n\x1cMULTIPLE_CHOICE_FORMAT_CEVAL\x10\x02\x12 \n\x1cMULTIPLE_CHOICE_FORMAT_CMMLU\x10\x03*l\n\tMatchRule\x12\x1a\n\x16MATCH_RULE_UNSPECIFIED\x10\x00\x12\x14\n\x10MATCH_RULE_EXACT\x10\x01\x12\x17\n\x13MATCH_RULE_CONTAINS\x10\x02\x12\x14\n\x10MATCH_RULE_REGEX\x10\x03\x32\xa1\x04\n\x10\x45valuatorService\x12X\n\rSubmitEvalJob\x12\".forgeline.v1.SubmitEvalJobRequest\x1a#.forgeline.v1.SubmitEvalJobResponse\x12O\n\nGetEvalJob\x12\x1f.forgeline.v1.GetEvalJobRequest\x1a .forgeline.v1.GetEvalJobResponse\x12U\n\x0cListEvalJobs\x12!.forgeline.v1.ListEvalJobsRequest\x1a\".forgeline.v1.ListEvalJobsResponse\x12X\n\rCancelEvalJob\x12\".forgeline.v1.CancelEvalJobRequest\x1a#.forgeline.v1.CancelEvalJobResponse\x12W\n\x0cWatchEvalJob\x12!.forgeline.v1.WatchEvalJobRequest\x1a\".forgeline.v1.WatchEvalJobResponse0\x01\x12X\n\rGetEvalReport\x12\".forgeline.v1.GetEvalReportRequest\x1a#.forgeline.v1.GetEvalReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66orgeline/v1/evaluator.proto\x12\x0c\x66orgeline.v1\x1a\x19\x66orgeline/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Y\n\nEvalTarget\x12)\n\x07version\x18\x01 \x01(\x0b\x32\x16.forgeline.v1.ModelRefH\x00\x12\x16\n\x0cserved_model\x18\x02 \x01(\tH\x00\x42\x08\n\x06target\"\xa8\x02\n\x0b\x45valJobSpec\x12(\n\x06target\x18\x01 \x01(\x0b\x32\x18.forgeline.v1.EvalTarget\x12\'\n\x06suites\x18\x02 \x03(\x0b\x32\x17.forgeline.v1.EvalSuite\x12\x12\n\nbatch_size\x18\x03 \x01(\r\x12\x30\n\tresources\x18\x04 \x01(\x0b\x32\x1d.forgeline.v1.ResourceRequest\x12\x1a\n\x12\x61ttach_to_registry\x18\x05 \x01(\x08\x12\x35\n\x06labels\x18\x06 \x03(\x0b\x32%.forgeline.v1.EvalJobSpec.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcf\x01\n\tEvalSuite\x12\x0c\n\x04name\x18\x01 \x01(\t\x12<\n\x0fmultiple_choice\x18\x02 \x01(\x0b\x32!.forgeline.v1.MultipleChoiceSuiteH\x00\x12\x38\n\rgeneration_qa\x18\x03 \x01(\x0b\x32\x1f.forgeline.v1.GenerationQaSuiteH\x00\x12\x33\n\nperplexity\x18\x04 \x01(\x0b\x32\x1d.forgeline.v1.PerplexitySuiteH\x00\x42\x07\n\x05suite\"\xd4\x01\n\x13MultipleChoiceSuite\x12\x32\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\".forgeline.v1.MultipleChoiceFormat\x12)\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x16.forgeline.v1.ModelRefH\x00\x12\x11\n\x07\x62uiltin\x18\x03 \x01(\tH\x00\x12\x10\n\x08subjects\x18\x04 \x03(\t\x12\x14\n\x0cnum_few_shot\x18\x05 \x01(\r\x12\x19\n\x11limit_per_subject\x18\x06 \x01(\rB\x08\n\x06source\"\x87\x02\n\x11GenerationQaSuite\x12\'\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x16.forgeline.v1.ModelRef\x12+\n\nmatch_rule\x18\x02 \x01(\x0e\x32\x17.forgeline.v1.MatchRule\x12\x15\n\rregex_pattern\x18\x03 \x01(\t\x12\x13\n\x0bignore_case\x18\x04 \x01(\x08\x12\x16\n\x0emax_new_tokens\x18\x05 \x01(\r\x12\r\n\x05limit\x18\x06 \x01(\r\x12 \n\x13\x61pply_chat_template\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12\x0f\n\x07\x62uiltin\x18\x08 \x01(\tB\x16\n\x14_apply_chat_template\"q\n\x0fPerplexitySuite\x12\'\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x16.forgeline.v1.ModelRef\x12\x16\n\x0emax_seq_length\x18\x02 \x01(\r\x12\x0e\n\x06stride\x18\x03 \x01(\r\x12\r\n\x05limit\x18\x04 \x01(\r\"@\n\x0cSubjectScore\x12\x0f\n\x07\x63orrect\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\x12\x10\n\x08\x61\x63\x63uracy\x18\x03 \x01(\x01\"\xf0\x02\n\x0f\x45valSuiteResult\x12\x12\n\nsuite_name\x18\x01 \x01(\t\x12;\n\x07metrics\x18\x02 \x03(\x0b\x32*.forgeline.v1.EvalSuiteResult.MetricsEntry\x12=\n\x08subjects\x18\x03 \x03(\x0b\x32+.forgeline.v1.EvalSuiteResult.SubjectsEntry\x12\x13\n\x0bnum_samples\x18\x04 \x01(\x04\x12\x14\n\x0cwall_seconds\x18\x05 \x01(\x01\x12%\n\x05items\x18\x06 \x01(\x0b\x32\x16.forgeline.v1.ModelRef\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aK\n\rSubjectsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.forgeline.v1.SubjectScore:\x02\x38\x01\"\xa7\x01\n\nEvalReport\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x06target\x18\x02 \x01(\x0b\x32\x18.forgeline.v1.EvalTarget\x12.\n\x07results\x18\x03 \x03(\x0b\x32\x1d.forgeline.v1.EvalSuiteResult\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x14SubmitEvalJobRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.forgeline.v1.EvalJobSpec\"`\n\x15SubmitEvalJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.forgeline.v1.Job\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x19.forgeline.v1.EvalJobSpec\"#\n\x11GetEvalJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"]\n\x12GetEvalJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.forgeline.v1.Job\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x19.forgeline.v1.EvalJobSpec\"g\n\x13ListEvalJobsRequest\x12\'\n\x04page\x18\x01 \x01(\x0b\x32\x19.forgeline.v1.PageRequest\x12\'\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x17.forgeline.v1.JobFilter\"P\n\x14ListEvalJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.forgeline.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x14\x43\x61ncelEvalJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x15\x43\x61ncelEvalJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.forgeline.v1.Job\"8\n\x13WatchEvalJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"=\n\x14WatchEvalJobResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.forgeline.v1.JobEvent\"&\n\x14GetEvalReportRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"A\n\x15GetEvalReportResponse\x12(\n\x06report\x18\x01 \x01(\x0b\x32\x18.forgeline.v1.EvalReport*\xa3\x01\n\x14MultipleChoiceFormat\x12&\n\"MULTIPLE_CHOICE_FORMAT_UNSPECIFIED\x10\x00\x12\x1f\n\x1bMULTIPLE_CHOICE_FORMAT_MMLU\x10\x01\x12 \n\x1cMULTIPLE_CHOICE_FORMAT_CEVAL\x10\x02\x12 \n\x1cMULTIPLE_CHOICE_FORMAT_CMMLU\x10\x03*\x9f\x01\n\tMatchRule\x12\x1a\n\x16MATCH_RULE_UNSPECIFIED\x10\x00\x12\x14\n\x10MATCH_RULE_EXACT\x10\x01\x12\x17\n\x13MATCH_RULE_CONTAINS\x10\x02\x12\x14\n\x10MATCH_RULE_REGEX\x10\x03\x12\x19\n\x15MATCH_RULE_NORMALIZED\x10\x04\x12\x16\n\x12MATCH_RULE_NUMERIC\x10\x05\x32\xa1\x04\n\x10\x45valuatorService\x12X\n\rSubmitEvalJob\x12\".forgeline.v1.SubmitEvalJobRequest\x1a#.forgeline.v1.SubmitEvalJobResponse\x12O\n\nGetEvalJob\x12\x1f.forgeline.v1.GetEvalJobRequest\x1a .forgeline.v1.GetEvalJobResponse\x12U\n\x0cListEvalJobs\x12!.forgeline.v1.ListEvalJobsRequest\x1a\".forgeline.v1.ListEvalJobsResponse\x12X\n\rCancelEvalJob\x12\".forgeline.v1.CancelEvalJobRequest\x1a#.forgeline.v1.CancelEvalJobResponse\x12W\n\x0cWatchEvalJob\x12!.forgeline.v1.WatchEvalJobRequest\x1a\".forgeline.v1.WatchEvalJobResponse0\x01\x12X\n\rGetEvalReport\x12\".forgeline.v1.GetEvalReportRequest\x1a#.forgeline.v1.GetEvalReportResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,10 +39,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVALSUITERESULT_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_EVALSUITERESULT_SUBJECTSENTRY']._loaded_options = None
   _globals['_EVALSUITERESULT_SUBJECTSENTRY']._serialized_options = b'8\001'
-  _globals['_MULTIPLECHOICEFORMAT']._serialized_start=2677
-  _globals['_MULTIPLECHOICEFORMAT']._serialized_end=2840
-  _globals['_MATCHRULE']._serialized_start=2842
-  _globals['_MATCHRULE']._serialized_end=2950
+  _globals['_MULTIPLECHOICEFORMAT']._serialized_start=2733
+  _globals['_MULTIPLECHOICEFORMAT']._serialized_end=2896
+  _globals['_MATCHRULE']._serialized_start=2899
+  _globals['_MATCHRULE']._serialized_end=3058
   _globals['_EVALTARGET']._serialized_start=106
   _globals['_EVALTARGET']._serialized_end=195
   _globals['_EVALJOBSPEC']._serialized_start=198
@@ -54,43 +54,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MULTIPLECHOICESUITE']._serialized_start=707
   _globals['_MULTIPLECHOICESUITE']._serialized_end=919
   _globals['_GENERATIONQASUITE']._serialized_start=922
-  _globals['_GENERATIONQASUITE']._serialized_end=1168
-  _globals['_PERPLEXITYSUITE']._serialized_start=1170
-  _globals['_PERPLEXITYSUITE']._serialized_end=1283
-  _globals['_SUBJECTSCORE']._serialized_start=1285
-  _globals['_SUBJECTSCORE']._serialized_end=1349
-  _globals['_EVALSUITERESULT']._serialized_start=1352
-  _globals['_EVALSUITERESULT']._serialized_end=1681
-  _globals['_EVALSUITERESULT_METRICSENTRY']._serialized_start=1558
-  _globals['_EVALSUITERESULT_METRICSENTRY']._serialized_end=1604
-  _globals['_EVALSUITERESULT_SUBJECTSENTRY']._serialized_start=1606
-  _globals['_EVALSUITERESULT_SUBJECTSENTRY']._serialized_end=1681
-  _globals['_EVALREPORT']._serialized_start=1684
-  _globals['_EVALREPORT']._serialized_end=1851
-  _globals['_SUBMITEVALJOBREQUEST']._serialized_start=1853
-  _globals['_SUBMITEVALJOBREQUEST']._serialized_end=1916
-  _globals['_SUBMITEVALJOBRESPONSE']._serialized_start=1918
-  _globals['_SUBMITEVALJOBRESPONSE']._serialized_end=2014
-  _globals['_GETEVALJOBREQUEST']._serialized_start=2016
-  _globals['_GETEVALJOBREQUEST']._serialized_end=2051
-  _globals['_GETEVALJOBRESPONSE']._serialized_start=2053
-  _globals['_GETEVALJOBRESPONSE']._serialized_end=2146
-  _globals['_LISTEVALJOBSREQUEST']._serialized_start=2148
-  _globals['_LISTEVALJOBSREQUEST']._serialized_end=2251
-  _globals['_LISTEVALJOBSRESPONSE']._serialized_start=2253
-  _globals['_LISTEVALJOBSRESPONSE']._serialized_end=2333
-  _globals['_CANCELEVALJOBREQUEST']._serialized_start=2335
-  _globals['_CANCELEVALJOBREQUEST']._serialized_end=2389
-  _globals['_CANCELEVALJOBRESPONSE']._serialized_start=2391
-  _globals['_CANCELEVALJOBRESPONSE']._serialized_end=2446
-  _globals['_WATCHEVALJOBREQUEST']._serialized_start=2448
-  _globals['_WATCHEVALJOBREQUEST']._serialized_end=2504
-  _globals['_WATCHEVALJOBRESPONSE']._serialized_start=2506
-  _globals['_WATCHEVALJOBRESPONSE']._serialized_end=2567
-  _globals['_GETEVALREPORTREQUEST']._serialized_start=2569
-  _globals['_GETEVALREPORTREQUEST']._serialized_end=2607
-  _globals['_GETEVALREPORTRESPONSE']._serialized_start=2609
-  _globals['_GETEVALREPORTRESPONSE']._serialized_end=2674
-  _globals['_EVALUATORSERVICE']._serialized_start=2953
-  _globals['_EVALUATORSERVICE']._serialized_end=3498
+  _globals['_GENERATIONQASUITE']._serialized_end=1185
+  _globals['_PERPLEXITYSUITE']._serialized_start=1187
+  _globals['_PERPLEXITYSUITE']._serialized_end=1300
+  _globals['_SUBJECTSCORE']._serialized_start=1302
+  _globals['_SUBJECTSCORE']._serialized_end=1366
+  _globals['_EVALSUITERESULT']._serialized_start=1369
+  _globals['_EVALSUITERESULT']._serialized_end=1737
+  _globals['_EVALSUITERESULT_METRICSENTRY']._serialized_start=1614
+  _globals['_EVALSUITERESULT_METRICSENTRY']._serialized_end=1660
+  _globals['_EVALSUITERESULT_SUBJECTSENTRY']._serialized_start=1662
+  _globals['_EVALSUITERESULT_SUBJECTSENTRY']._serialized_end=1737
+  _globals['_EVALREPORT']._serialized_start=1740
+  _globals['_EVALREPORT']._serialized_end=1907
+  _globals['_SUBMITEVALJOBREQUEST']._serialized_start=1909
+  _globals['_SUBMITEVALJOBREQUEST']._serialized_end=1972
+  _globals['_SUBMITEVALJOBRESPONSE']._serialized_start=1974
+  _globals['_SUBMITEVALJOBRESPONSE']._serialized_end=2070
+  _globals['_GETEVALJOBREQUEST']._serialized_start=2072
+  _globals['_GETEVALJOBREQUEST']._serialized_end=2107
+  _globals['_GETEVALJOBRESPONSE']._serialized_start=2109
+  _globals['_GETEVALJOBRESPONSE']._serialized_end=2202
+  _globals['_LISTEVALJOBSREQUEST']._serialized_start=2204
+  _globals['_LISTEVALJOBSREQUEST']._serialized_end=2307
+  _globals['_LISTEVALJOBSRESPONSE']._serialized_start=2309
+  _globals['_LISTEVALJOBSRESPONSE']._serialized_end=2389
+  _globals['_CANCELEVALJOBREQUEST']._serialized_start=2391
+  _globals['_CANCELEVALJOBREQUEST']._serialized_end=2445
+  _globals['_CANCELEVALJOBRESPONSE']._serialized_start=2447
+  _globals['_CANCELEVALJOBRESPONSE']._serialized_end=2502
+  _globals['_WATCHEVALJOBREQUEST']._serialized_start=2504
+  _globals['_WATCHEVALJOBREQUEST']._serialized_end=2560
+  _globals['_WATCHEVALJOBRESPONSE']._serialized_start=2562
+  _globals['_WATCHEVALJOBRESPONSE']._serialized_end=2623
+  _globals['_GETEVALREPORTREQUEST']._serialized_start=2625
+  _globals['_GETEVALREPORTREQUEST']._serialized_end=2663
+  _globals['_GETEVALREPORTRESPONSE']._serialized_start=2665
+  _globals['_GETEVALREPORTRESPONSE']._serialized_end=2730
+  _globals['_EVALUATORSERVICE']._serialized_start=3061
+  _globals['_EVALUATORSERVICE']._serialized_end=3606
 # @@protoc_insertion_point(module_scope)

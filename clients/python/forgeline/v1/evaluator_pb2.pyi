@@ -24,6 +24,8 @@ class MatchRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MATCH_RULE_EXACT: _ClassVar[MatchRule]
     MATCH_RULE_CONTAINS: _ClassVar[MatchRule]
     MATCH_RULE_REGEX: _ClassVar[MatchRule]
+    MATCH_RULE_NORMALIZED: _ClassVar[MatchRule]
+    MATCH_RULE_NUMERIC: _ClassVar[MatchRule]
 MULTIPLE_CHOICE_FORMAT_UNSPECIFIED: MultipleChoiceFormat
 MULTIPLE_CHOICE_FORMAT_MMLU: MultipleChoiceFormat
 MULTIPLE_CHOICE_FORMAT_CEVAL: MultipleChoiceFormat
@@ -32,6 +34,8 @@ MATCH_RULE_UNSPECIFIED: MatchRule
 MATCH_RULE_EXACT: MatchRule
 MATCH_RULE_CONTAINS: MatchRule
 MATCH_RULE_REGEX: MatchRule
+MATCH_RULE_NORMALIZED: MatchRule
+MATCH_RULE_NUMERIC: MatchRule
 
 class EvalTarget(_message.Message):
     __slots__ = ("version", "served_model")
@@ -93,7 +97,7 @@ class MultipleChoiceSuite(_message.Message):
     def __init__(self, format: _Optional[_Union[MultipleChoiceFormat, str]] = ..., dataset: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., builtin: _Optional[str] = ..., subjects: _Optional[_Iterable[str]] = ..., num_few_shot: _Optional[int] = ..., limit_per_subject: _Optional[int] = ...) -> None: ...
 
 class GenerationQaSuite(_message.Message):
-    __slots__ = ("dataset", "match_rule", "regex_pattern", "ignore_case", "max_new_tokens", "limit", "apply_chat_template")
+    __slots__ = ("dataset", "match_rule", "regex_pattern", "ignore_case", "max_new_tokens", "limit", "apply_chat_template", "builtin")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     MATCH_RULE_FIELD_NUMBER: _ClassVar[int]
     REGEX_PATTERN_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +105,7 @@ class GenerationQaSuite(_message.Message):
     MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     APPLY_CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    BUILTIN_FIELD_NUMBER: _ClassVar[int]
     dataset: _common_pb2.ModelRef
     match_rule: MatchRule
     regex_pattern: str
@@ -108,7 +113,8 @@ class GenerationQaSuite(_message.Message):
     max_new_tokens: int
     limit: int
     apply_chat_template: bool
-    def __init__(self, dataset: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., match_rule: _Optional[_Union[MatchRule, str]] = ..., regex_pattern: _Optional[str] = ..., ignore_case: _Optional[bool] = ..., max_new_tokens: _Optional[int] = ..., limit: _Optional[int] = ..., apply_chat_template: _Optional[bool] = ...) -> None: ...
+    builtin: str
+    def __init__(self, dataset: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., match_rule: _Optional[_Union[MatchRule, str]] = ..., regex_pattern: _Optional[str] = ..., ignore_case: _Optional[bool] = ..., max_new_tokens: _Optional[int] = ..., limit: _Optional[int] = ..., apply_chat_template: _Optional[bool] = ..., builtin: _Optional[str] = ...) -> None: ...
 
 class PerplexitySuite(_message.Message):
     __slots__ = ("dataset", "max_seq_length", "stride", "limit")
@@ -133,7 +139,7 @@ class SubjectScore(_message.Message):
     def __init__(self, correct: _Optional[int] = ..., total: _Optional[int] = ..., accuracy: _Optional[float] = ...) -> None: ...
 
 class EvalSuiteResult(_message.Message):
-    __slots__ = ("suite_name", "metrics", "subjects", "num_samples", "wall_seconds")
+    __slots__ = ("suite_name", "metrics", "subjects", "num_samples", "wall_seconds", "items")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -153,12 +159,14 @@ class EvalSuiteResult(_message.Message):
     SUBJECTS_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     WALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
     suite_name: str
     metrics: _containers.ScalarMap[str, float]
     subjects: _containers.MessageMap[str, SubjectScore]
     num_samples: int
     wall_seconds: float
-    def __init__(self, suite_name: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., subjects: _Optional[_Mapping[str, SubjectScore]] = ..., num_samples: _Optional[int] = ..., wall_seconds: _Optional[float] = ...) -> None: ...
+    items: _common_pb2.ModelRef
+    def __init__(self, suite_name: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., subjects: _Optional[_Mapping[str, SubjectScore]] = ..., num_samples: _Optional[int] = ..., wall_seconds: _Optional[float] = ..., items: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ...) -> None: ...
 
 class EvalReport(_message.Message):
     __slots__ = ("job_id", "target", "results", "create_time")

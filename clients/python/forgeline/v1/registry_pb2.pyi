@@ -517,7 +517,7 @@ class ListAliasHistoryResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[AliasEvent, _Mapping]]] = ...) -> None: ...
 
 class Evaluation(_message.Message):
-    __slots__ = ("suite", "metrics", "subjects", "job_id", "num_samples", "create_time")
+    __slots__ = ("suite", "metrics", "subjects", "job_id", "num_samples", "create_time", "subject_samples")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -532,19 +532,28 @@ class Evaluation(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class SubjectSamplesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     SUITE_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     SUBJECTS_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     suite: str
     metrics: _containers.ScalarMap[str, float]
     subjects: _containers.ScalarMap[str, float]
     job_id: str
     num_samples: int
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, suite: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., subjects: _Optional[_Mapping[str, float]] = ..., job_id: _Optional[str] = ..., num_samples: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    subject_samples: _containers.ScalarMap[str, int]
+    def __init__(self, suite: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., subjects: _Optional[_Mapping[str, float]] = ..., job_id: _Optional[str] = ..., num_samples: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subject_samples: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class AddEvaluationRequest(_message.Message):
     __slots__ = ("ref", "evaluation")
