@@ -247,3 +247,11 @@ def test_duplicate_model_name(store):
     store.create_model("m")
     with pytest.raises(exceptions.AlreadyExists):
         store.create_model("m")
+
+
+def test_evaluations_keep_their_per_subject_item_counts(store):
+    ready(store, "m")
+    stored = Evaluation("mmlu", {"accuracy": 0.5}, {"a": 0.5}, "job-1", 4, subject_samples={"a": 4})
+    store.add_evaluation(parse_ref("m:1"), stored)
+    (back,) = store.list_evaluations(parse_ref("m:1"))
+    assert (back.subjects, back.subject_samples, back.num_samples) == ({"a": 0.5}, {"a": 4}, 4)

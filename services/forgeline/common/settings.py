@@ -237,6 +237,8 @@ class Settings:
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if "home" in overrides:
             overrides["home"] = Path(str(overrides["home"]))
+        if "addresses" in overrides:  # addresses given override those of the environment
+            overrides["addresses"] = {**settings.addresses, **overrides["addresses"]}
         return dataclasses.replace(settings, **overrides)
 
     @property

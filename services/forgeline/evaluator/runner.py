@@ -163,7 +163,7 @@ class EvalRunner:
                 folder,
                 f"{target.name}-evaluations"[:128],
                 registry_pb2.VERSION_KIND_DATASET,
-                parents=[pinned(target)],
+                parents=[format_ref(target)],
                 lineage=registry_pb2.Lineage(job_id=ctx.job_id),
                 description=f"per-item results of evaluation job {ctx.job_id}",
             )
@@ -181,4 +181,4 @@ class EvalRunner:
                     num_samples=result.num_samples,
                 ),
             )
-            ctx.log(f"attached {result.suite_name} to {pinned(report.target.version)}")
+            ctx.log(f"attached {result.suite_name} to {format_ref(report.target.version)}")

@@ -42,6 +42,7 @@ def list_reports(s: Session, row: VersionRow, suite: str = "") -> list[Evaluatio
             r.job_id,
             r.num_samples,
             as_utc(r.create_time),
+            dict(r.subject_samples or {}),
         )
         for r in s.scalars(query.order_by(EvaluationRow.id.desc()))
     ]
