@@ -104,6 +104,8 @@ def test_w4_versions_are_served_by_vllm(line, tmp_path, method):
     assert version.kind == registry_pb2.VERSION_KIND_QUANTIZED
     assert version.metadata["group_size"] == "64"  # 576-wide layers rule out 128
     assert version.metrics["quantized_layer_bytes"] <= 0.35 * version.metrics["source_layer_bytes"]
+    assert version.metrics["perplexity"] <= 1.10 * version.metrics["perplexity_source"]
+    assert version.metadata["calibration_digest"] and version.metadata["tuning_steps"] == "25"
     settings = Settings.load(
         "inference",
         host="127.0.0.1",
@@ -113,7 +115,8 @@ def test_w4_versions_are_served_by_vllm(line, tmp_path, method):
     )
     options = inference_pb2.EngineOptions()
     options.CopyFrom(ENGINE)
-    options.enable_lora = False
+    options.ClearField("enable_lora")
+    options.ClearField("max_lora_rank")
     greedy_params = inference_pb2.SamplingParams(temperature=0, max_tokens=24)
     with (
         serving(lambda: create_server(settings)[0]) as server,

@@ -6,6 +6,7 @@ import pytest
 
 from forgeline.client.refs import parse_ref
 from forgeline.quantizer.spec import QuantizeConfig, check_spec, fill_defaults
+from forgeline.v1 import common_pb2
 from forgeline.v1 import quantizer_pb2 as q
 
 GPTQ, AWQ, NF4, GGUF = (
@@ -27,7 +28,16 @@ def problems(s: q.QuantizeJobSpec) -> list[str]:
 def test_defaults_are_written_into_the_stored_spec():
     gptq = fill_defaults(spec(method=GPTQ))
     assert (gptq.operation, gptq.bits) == (q.QUANTIZE_OPERATION_QUANTIZE, 4)
-    assert (gptq.num_calibration_samples, gptq.calibration_max_seq_length) == (128, 2048)
+    calibration = (
+        gptq.num_calibration_samples,
+        gptq.calibration_max_seq_length,
+        gptq.tuning_steps,
+    )
+    assert calibration == (8, 256, 25)  # CPU defaults: minutes, not hours
+    on_gpu = fill_defaults(
+        spec(method=GPTQ, resources=common_pb2.ResourceRequest(gpus_per_worker=1))
+    )
+    assert (on_gpu.num_calibration_samples, on_gpu.tuning_steps) == (128, 200)
     assert gptq.output_name == "smol-gptq-w4"
     assert fill_defaults(spec(method=NF4)).output_name == "smol-nf4"
     assert fill_defaults(spec(method=NF4)).num_calibration_samples == 0  # not calibrated
@@ -50,7 +60,10 @@ def test_a_valid_spec_has_no_problem_and_reads_back():
     [
         ({}, "spec.method", "choose a method"),
         ({"method": AWQ, "bits": 3}, "spec.bits", "does 4"),
-        ({"method": GPTQ, "bits": 5}, "spec.bits", "2, 3, 4, 8"),
+        ({"method": GPTQ, "bits": 3}, "spec.bits", "4, 8"),
+        ({"method": GPTQ, "symmetric": False}, "spec.symmetric", "symmetric GPTQ only"),
+        ({"method": GPTQ, "group_size": 48}, "spec.group_size", "32, 64 or 128"),
+        ({"method": NF4, "tuning_steps": 10}, "spec.tuning_steps", "only GPTQ and AWQ"),
         ({"method": NF4, "bits": 8}, "spec.bits", "does 4"),
         ({"method": GGUF, "bits": 4}, "spec.bits", "gguf_type"),
         ({"method": NF4, "group_size": 64}, "spec.group_size", "only GPTQ and AWQ"),

@@ -16,8 +16,11 @@ from forgeline.client.labels import label
 from forgeline.client.refs import RefError, check_name, format_ref
 from forgeline.v1 import quantizer_pb2
 
-DEFAULT_SAMPLES = 128
-DEFAULT_SEQ_LENGTH = 2048
+# Calibration defaults on a GPU and on CPU: (sequences, tokens each, tuning steps per block).
+# On CPU, auto-round's own (128 x 2048, 200 steps) would take hours for even a small model;
+# 8 x 256 with 25 steps kept SmolLM2's GPTQ and AWQ W4 within 6% of its perplexity.
+GPU_CALIBRATION = (128, 2048, 200)
+CPU_CALIBRATION = (8, 256, 25)
 MAX_SAMPLES = 4096
 MAX_SEQ_LENGTH = 32768
 
@@ -50,7 +53,7 @@ METHODS = {
 }
 # Bits each method can produce; the first is its default.
 BITS = {
-    Method.GPTQ: (4, 2, 3, 8),
+    Method.GPTQ: (4, 8),
     Method.AWQ: (4,),
     Method.BNB_NF4: (4,),
     Method.BNB_INT8: (8,),
@@ -76,6 +79,7 @@ class QuantizeConfig:
     calibration_dataset: str
     num_samples: int
     seq_length: int
+    tuning_steps: int
     output_name: str
     gguf_type: str
     cpus: float
@@ -98,6 +102,7 @@ class QuantizeConfig:
             ),
             num_samples=spec.num_calibration_samples,
             seq_length=spec.calibration_max_seq_length,
+            tuning_steps=spec.tuning_steps,
             output_name=spec.output_name,
             gguf_type=GGUF_TYPES[spec.gguf_type],
             cpus=spec.resources.cpus_per_worker,
@@ -131,8 +136,12 @@ def fill_defaults(spec: quantizer_pb2.QuantizeJobSpec) -> quantizer_pb2.Quantize
     if out.operation == quantizer_pb2.QUANTIZE_OPERATION_QUANTIZE and method in BITS:
         out.bits = out.bits or BITS[method][0]
     if method.calibrated:
-        out.num_calibration_samples = out.num_calibration_samples or DEFAULT_SAMPLES
-        out.calibration_max_seq_length = out.calibration_max_seq_length or DEFAULT_SEQ_LENGTH
+        samples, seq_length, steps = (
+            GPU_CALIBRATION if out.resources.gpus_per_worker else CPU_CALIBRATION
+        )
+        out.num_calibration_samples = out.num_calibration_samples or samples
+        out.calibration_max_seq_length = out.calibration_max_seq_length or seq_length
+        out.tuning_steps = out.tuning_steps or steps
     if method is Method.GGUF and out.gguf_type == quantizer_pb2.GGUF_TYPE_UNSPECIFIED:
         out.gguf_type = quantizer_pb2.GGUF_TYPE_F16
     out.output_name = out.output_name or default_output_name(out)
@@ -165,6 +174,12 @@ def check_spec(spec: quantizer_pb2.QuantizeJobSpec) -> exceptions.Violations:
     v.check(spec.group_size >= -1, "spec.group_size", "use -1 (per channel), 0 (auto) or a size")
     if spec.calibration_dataset.name and not method.calibrated:
         v.add("spec.calibration_dataset", "only GPTQ and AWQ are calibrated")
+    if spec.tuning_steps and not method.calibrated:
+        v.add("spec.tuning_steps", "only GPTQ and AWQ are tuned")
+    if method is Method.GPTQ and spec.HasField("symmetric") and not spec.symmetric:
+        v.add("spec.symmetric", "vLLM serves symmetric GPTQ only; use AWQ for zero points")
+    if spec.group_size > 0 and spec.group_size not in (32, 64, 128):
+        v.add("spec.group_size", "use 32, 64 or 128 (what vLLM's kernels take), -1 or 0")
     v.check(
         spec.num_calibration_samples <= MAX_SAMPLES,
         "spec.num_calibration_samples",

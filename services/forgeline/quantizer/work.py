@@ -20,15 +20,19 @@ from typing import Any
 from google.protobuf import json_format
 
 from forgeline.client.cache import CacheConfig, VersionCache
-from forgeline.client.refs import pinned
+from forgeline.client.refs import format_ref, pinned
 from forgeline.client.transfer import push_folder
 from forgeline.quantizer.spec import Method, QuantizeConfig
 from forgeline.v1 import quantizer_pb2, registry_pb2
 
 log = logging.getLogger(__name__)
 
-# Held-out texts perplexity is measured on, before and after.
+# Calibration texts held out for measuring perplexity before and after (at most
+# HELDOUT_TEXTS of them, in windows of PERPLEXITY_WINDOW tokens: ~2k tokens for the bundled
+# sample, scored in seconds).
 HELDOUT_FRACTION = 0.1
+HELDOUT_TEXTS = 16
+PERPLEXITY_WINDOW = 512
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ def run_job(job: JobInput, sink: Any) -> dict[str, Any]:
             model_dir, parents = source.path, [source.ref]
             if source.version.kind == registry_pb2.VERSION_KIND_ADAPTER:
                 model_dir = _merge(cache, source, scratch / "merged", report)
-                parents = [pinned(source.version.parents[0]), source.ref]
+                parents = [format_ref(source.version.parents[0]), source.ref]
             if cfg.merge_only:
                 out, kind, metrics, metadata = model_dir, registry_pb2.VERSION_KIND_MERGED, {}, {}
                 metadata["format"] = "transformers"
@@ -110,7 +114,7 @@ def run_job(job: JobInput, sink: Any) -> dict[str, Any]:
 def _merge(cache: VersionCache, adapter, out: Path, report: Reporter) -> Path:
     from forgeline.quantizer.merge import merge_adapter
 
-    base = cache.pull(pinned(adapter.version.parents[0]))
+    base = cache.pull(format_ref(adapter.version.parents[0]))
     report.log(f"merging {adapter.ref} into {base.ref} (full precision)")
     merge_adapter(base.path, adapter.path, out)
     return out
@@ -145,7 +149,7 @@ def _quantize(
         if cfg.method.calibrated:
             if cfg.calibration_dataset:
                 calibration = cache.pull(cfg.calibration_dataset)
-                texts = calib.texts_from_dataset(calibration.path, cfg.num_samples * 2)
+                texts = calib.texts_from_dataset(calibration.path, 4096)
                 metadata["calibration_digest"] = calibration.version.manifest_digest
             else:
                 texts = calib.default_texts()
@@ -165,8 +169,13 @@ def _quantize(
                 texts,
                 cfg.num_samples,
                 cfg.seq_length,
-                progress=lambda done, total: report.progress(done, total, "layers"),
+                progress=lambda done, total: report.progress(done, total, "blocks"),
+                iters=cfg.tuning_steps,
+                # Small steps and no compilation pay off for short CPU runs (see spec.py).
+                batch_size=2 if cfg.gpus == 0 else 8,
+                torch_compile=None if cfg.gpus else False,
             )
+            metadata["tuning_steps"] = cfg.tuning_steps
             metadata.update({"bits": cfg.bits, "group_size": cfg.group_size})
         else:
             report.log(f"quantizing with bitsandbytes {cfg.method.value}")
@@ -182,7 +191,7 @@ def _quantize(
     metrics["source_size_bytes"] = float(source_bytes)
     metrics["size_ratio"] = metrics["size_bytes"] / source_bytes if source_bytes else 0.0
     if heldout:
-        metrics.update(_perplexities(model_dir, out, heldout, report))
+        metrics.update(_perplexities(model_dir, out, heldout[:HELDOUT_TEXTS], report))
     metadata["size_ratio"] = f"{metrics['size_ratio']:.3f}"
     return out, metrics, metadata, calibration
 
@@ -191,8 +200,8 @@ def _perplexities(source: Path, result: Path, texts: list[str], report: Reporter
     from forgeline.quantizer.perplexity import perplexity
 
     report.log(f"measuring perplexity on {len(texts)} held-out texts")
-    before = perplexity(source, texts)
-    after = perplexity(result, texts)
+    before = perplexity(source, texts, PERPLEXITY_WINDOW, PERPLEXITY_WINDOW)
+    after = perplexity(result, texts, PERPLEXITY_WINDOW, PERPLEXITY_WINDOW)
     report.log(f"perplexity {before:.3f} -> {after:.3f}")
     return {"perplexity_source": before, "perplexity": after}
 

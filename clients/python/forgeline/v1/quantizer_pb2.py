@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from forgeline.v1 import common_pb2 as forgeline_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66orgeline/v1/quantizer.proto\x12\x0c\x66orgeline.v1\x1a\x19\x66orgeline/v1/common.proto\"\xb9\x04\n\x0fQuantizeJobSpec\x12&\n\x06source\x18\x01 \x01(\x0b\x32\x16.forgeline.v1.ModelRef\x12\x32\n\toperation\x18\x02 \x01(\x0e\x32\x1f.forgeline.v1.QuantizeOperation\x12,\n\x06method\x18\x03 \x01(\x0e\x32\x1c.forgeline.v1.QuantizeMethod\x12\x0c\n\x04\x62its\x18\x04 \x01(\r\x12\x12\n\ngroup_size\x18\x05 \x01(\x05\x12\x16\n\tsymmetric\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x33\n\x13\x63\x61libration_dataset\x18\x07 \x01(\x0b\x32\x16.forgeline.v1.ModelRef\x12\x1f\n\x17num_calibration_samples\x18\x08 \x01(\r\x12\"\n\x1a\x63\x61libration_max_seq_length\x18\t \x01(\r\x12\x13\n\x0boutput_name\x18\n \x01(\t\x12\x30\n\tresources\x18\x0b \x01(\x0b\x32\x1d.forgeline.v1.ResourceRequest\x12\x39\n\x06labels\x18\x0c \x03(\x0b\x32).forgeline.v1.QuantizeJobSpec.LabelsEntry\x12)\n\tgguf_type\x18\r \x01(\x0e\x32\x16.forgeline.v1.GgufType\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_symmetric\"G\n\x18SubmitQuantizeJobRequest\x12+\n\x04spec\x18\x01 \x01(\x0b\x32\x1d.forgeline.v1.QuantizeJobSpec\"h\n\x19SubmitQuantizeJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.forgeline.v1.Job\x12+\n\x04spec\x18\x02 \x01(\x0b\x32\x1d.forgeline.v1.QuantizeJobSpec\"\'\n\x15GetQuantizeJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"e\n\x16GetQuantizeJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.forgeline.v1.Job\x12+\n\x04spec\x18\x02 \x01(\x0b\x32\x1d.forgeline.v1.QuantizeJobSpec\"k\n\x17ListQuantizeJobsRequest\x12\'\n\x04page\x18\x01 \x01(\x0b\x32\x19.forgeline.v1.PageRequest\x12\'\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x17.forgeline.v1.JobFilter\"T\n\x18ListQuantizeJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.forgeline.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x18\x43\x61ncelQuantizeJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x19\x43\x61ncelQuantizeJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.forgeline.v1.Job\"<\n\x17WatchQuantizeJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"A\n\x18WatchQuantizeJobResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.forgeline.v1.JobEvent*v\n\x11QuantizeOperation\x12\"\n\x1eQUANTIZE_OPERATION_UNSPECIFIED\x10\x00\x12\x1c\n\x18QUANTIZE_OPERATION_MERGE\x10\x01\x12\x1f\n\x1bQUANTIZE_OPERATION_QUANTIZE\x10\x02*\xd2\x01\n\x0eQuantizeMethod\x12\x1f\n\x1bQUANTIZE_METHOD_UNSPECIFIED\x10\x00\x12\x1b\n\x17QUANTIZE_METHOD_BNB_NF4\x10\x01\x12\x1c\n\x18QUANTIZE_METHOD_BNB_INT8\x10\x02\x12\x18\n\x14QUANTIZE_METHOD_GPTQ\x10\x03\x12\x17\n\x13QUANTIZE_METHOD_AWQ\x10\x04\x12\x17\n\x13QUANTIZE_METHOD_FP8\x10\x05\x12\x18\n\x14QUANTIZE_METHOD_GGUF\x10\x06*L\n\x08GgufType\x12\x19\n\x15GGUF_TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rGGUF_TYPE_F16\x10\x01\x12\x12\n\x0eGGUF_TYPE_Q8_0\x10\x02\x32\x83\x04\n\x10QuantizerService\x12\x64\n\x11SubmitQuantizeJob\x12&.forgeline.v1.SubmitQuantizeJobRequest\x1a\'.forgeline.v1.SubmitQuantizeJobResponse\x12[\n\x0eGetQuantizeJob\x12#.forgeline.v1.GetQuantizeJobRequest\x1a$.forgeline.v1.GetQuantizeJobResponse\x12\x61\n\x10ListQuantizeJobs\x12%.forgeline.v1.ListQuantizeJobsRequest\x1a&.forgeline.v1.ListQuantizeJobsResponse\x12\x64\n\x11\x43\x61ncelQuantizeJob\x12&.forgeline.v1.CancelQuantizeJobRequest\x1a\'.forgeline.v1.CancelQuantizeJobResponse\x12\x63\n\x10WatchQuantizeJob\x12%.forgeline.v1.WatchQuantizeJobRequest\x1a&.forgeline.v1.WatchQuantizeJobResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66orgeline/v1/quantizer.proto\x12\x0c\x66orgeline.v1\x1a\x19\x66orgeline/v1/common.proto\"\xcf\x04\n\x0fQuantizeJobSpec\x12&\n\x06source\x18\x01 \x01(\x0b\x32\x16.forgeline.v1.ModelRef\x12\x32\n\toperation\x18\x02 \x01(\x0e\x32\x1f.forgeline.v1.QuantizeOperation\x12,\n\x06method\x18\x03 \x01(\x0e\x32\x1c.forgeline.v1.QuantizeMethod\x12\x0c\n\x04\x62its\x18\x04 \x01(\r\x12\x12\n\ngroup_size\x18\x05 \x01(\x05\x12\x16\n\tsymmetric\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x33\n\x13\x63\x61libration_dataset\x18\x07 \x01(\x0b\x32\x16.forgeline.v1.ModelRef\x12\x1f\n\x17num_calibration_samples\x18\x08 \x01(\r\x12\"\n\x1a\x63\x61libration_max_seq_length\x18\t \x01(\r\x12\x13\n\x0boutput_name\x18\n \x01(\t\x12\x30\n\tresources\x18\x0b \x01(\x0b\x32\x1d.forgeline.v1.ResourceRequest\x12\x39\n\x06labels\x18\x0c \x03(\x0b\x32).forgeline.v1.QuantizeJobSpec.LabelsEntry\x12)\n\tgguf_type\x18\r \x01(\x0e\x32\x16.forgeline.v1.GgufType\x12\x14\n\x0ctuning_steps\x18\x0e \x01(\r\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_symmetric\"G\n\x18SubmitQuantizeJobRequest\x12+\n\x04spec\x18\x01 \x01(\x0b\x32\x1d.forgeline.v1.QuantizeJobSpec\"h\n\x19SubmitQuantizeJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.forgeline.v1.Job\x12+\n\x04spec\x18\x02 \x01(\x0b\x32\x1d.forgeline.v1.QuantizeJobSpec\"\'\n\x15GetQuantizeJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"e\n\x16GetQuantizeJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.forgeline.v1.Job\x12+\n\x04spec\x18\x02 \x01(\x0b\x32\x1d.forgeline.v1.QuantizeJobSpec\"k\n\x17ListQuantizeJobsRequest\x12\'\n\x04page\x18\x01 \x01(\x0b\x32\x19.forgeline.v1.PageRequest\x12\'\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x17.forgeline.v1.JobFilter\"T\n\x18ListQuantizeJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.forgeline.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x18\x43\x61ncelQuantizeJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x19\x43\x61ncelQuantizeJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.forgeline.v1.Job\"<\n\x17WatchQuantizeJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"A\n\x18WatchQuantizeJobResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.forgeline.v1.JobEvent*v\n\x11QuantizeOperation\x12\"\n\x1eQUANTIZE_OPERATION_UNSPECIFIED\x10\x00\x12\x1c\n\x18QUANTIZE_OPERATION_MERGE\x10\x01\x12\x1f\n\x1bQUANTIZE_OPERATION_QUANTIZE\x10\x02*\xd2\x01\n\x0eQuantizeMethod\x12\x1f\n\x1bQUANTIZE_METHOD_UNSPECIFIED\x10\x00\x12\x1b\n\x17QUANTIZE_METHOD_BNB_NF4\x10\x01\x12\x1c\n\x18QUANTIZE_METHOD_BNB_INT8\x10\x02\x12\x18\n\x14QUANTIZE_METHOD_GPTQ\x10\x03\x12\x17\n\x13QUANTIZE_METHOD_AWQ\x10\x04\x12\x17\n\x13QUANTIZE_METHOD_FP8\x10\x05\x12\x18\n\x14QUANTIZE_METHOD_GGUF\x10\x06*L\n\x08GgufType\x12\x19\n\x15GGUF_TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rGGUF_TYPE_F16\x10\x01\x12\x12\n\x0eGGUF_TYPE_Q8_0\x10\x02\x32\x83\x04\n\x10QuantizerService\x12\x64\n\x11SubmitQuantizeJob\x12&.forgeline.v1.SubmitQuantizeJobRequest\x1a\'.forgeline.v1.SubmitQuantizeJobResponse\x12[\n\x0eGetQuantizeJob\x12#.forgeline.v1.GetQuantizeJobRequest\x1a$.forgeline.v1.GetQuantizeJobResponse\x12\x61\n\x10ListQuantizeJobs\x12%.forgeline.v1.ListQuantizeJobsRequest\x1a&.forgeline.v1.ListQuantizeJobsResponse\x12\x64\n\x11\x43\x61ncelQuantizeJob\x12&.forgeline.v1.CancelQuantizeJobRequest\x1a\'.forgeline.v1.CancelQuantizeJobResponse\x12\x63\n\x10WatchQuantizeJob\x12%.forgeline.v1.WatchQuantizeJobRequest\x1a&.forgeline.v1.WatchQuantizeJobResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,36 +34,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUANTIZEJOBSPEC_LABELSENTRY']._loaded_options = None
   _globals['_QUANTIZEJOBSPEC_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_QUANTIZEOPERATION']._serialized_start=1413
-  _globals['_QUANTIZEOPERATION']._serialized_end=1531
-  _globals['_QUANTIZEMETHOD']._serialized_start=1534
-  _globals['_QUANTIZEMETHOD']._serialized_end=1744
-  _globals['_GGUFTYPE']._serialized_start=1746
-  _globals['_GGUFTYPE']._serialized_end=1822
+  _globals['_QUANTIZEOPERATION']._serialized_start=1435
+  _globals['_QUANTIZEOPERATION']._serialized_end=1553
+  _globals['_QUANTIZEMETHOD']._serialized_start=1556
+  _globals['_QUANTIZEMETHOD']._serialized_end=1766
+  _globals['_GGUFTYPE']._serialized_start=1768
+  _globals['_GGUFTYPE']._serialized_end=1844
   _globals['_QUANTIZEJOBSPEC']._serialized_start=74
-  _globals['_QUANTIZEJOBSPEC']._serialized_end=643
-  _globals['_QUANTIZEJOBSPEC_LABELSENTRY']._serialized_start=584
-  _globals['_QUANTIZEJOBSPEC_LABELSENTRY']._serialized_end=629
-  _globals['_SUBMITQUANTIZEJOBREQUEST']._serialized_start=645
-  _globals['_SUBMITQUANTIZEJOBREQUEST']._serialized_end=716
-  _globals['_SUBMITQUANTIZEJOBRESPONSE']._serialized_start=718
-  _globals['_SUBMITQUANTIZEJOBRESPONSE']._serialized_end=822
-  _globals['_GETQUANTIZEJOBREQUEST']._serialized_start=824
-  _globals['_GETQUANTIZEJOBREQUEST']._serialized_end=863
-  _globals['_GETQUANTIZEJOBRESPONSE']._serialized_start=865
-  _globals['_GETQUANTIZEJOBRESPONSE']._serialized_end=966
-  _globals['_LISTQUANTIZEJOBSREQUEST']._serialized_start=968
-  _globals['_LISTQUANTIZEJOBSREQUEST']._serialized_end=1075
-  _globals['_LISTQUANTIZEJOBSRESPONSE']._serialized_start=1077
-  _globals['_LISTQUANTIZEJOBSRESPONSE']._serialized_end=1161
-  _globals['_CANCELQUANTIZEJOBREQUEST']._serialized_start=1163
-  _globals['_CANCELQUANTIZEJOBREQUEST']._serialized_end=1221
-  _globals['_CANCELQUANTIZEJOBRESPONSE']._serialized_start=1223
-  _globals['_CANCELQUANTIZEJOBRESPONSE']._serialized_end=1282
-  _globals['_WATCHQUANTIZEJOBREQUEST']._serialized_start=1284
-  _globals['_WATCHQUANTIZEJOBREQUEST']._serialized_end=1344
-  _globals['_WATCHQUANTIZEJOBRESPONSE']._serialized_start=1346
-  _globals['_WATCHQUANTIZEJOBRESPONSE']._serialized_end=1411
-  _globals['_QUANTIZERSERVICE']._serialized_start=1825
-  _globals['_QUANTIZERSERVICE']._serialized_end=2340
+  _globals['_QUANTIZEJOBSPEC']._serialized_end=665
+  _globals['_QUANTIZEJOBSPEC_LABELSENTRY']._serialized_start=606
+  _globals['_QUANTIZEJOBSPEC_LABELSENTRY']._serialized_end=651
+  _globals['_SUBMITQUANTIZEJOBREQUEST']._serialized_start=667
+  _globals['_SUBMITQUANTIZEJOBREQUEST']._serialized_end=738
+  _globals['_SUBMITQUANTIZEJOBRESPONSE']._serialized_start=740
+  _globals['_SUBMITQUANTIZEJOBRESPONSE']._serialized_end=844
+  _globals['_GETQUANTIZEJOBREQUEST']._serialized_start=846
+  _globals['_GETQUANTIZEJOBREQUEST']._serialized_end=885
+  _globals['_GETQUANTIZEJOBRESPONSE']._serialized_start=887
+  _globals['_GETQUANTIZEJOBRESPONSE']._serialized_end=988
+  _globals['_LISTQUANTIZEJOBSREQUEST']._serialized_start=990
+  _globals['_LISTQUANTIZEJOBSREQUEST']._serialized_end=1097
+  _globals['_LISTQUANTIZEJOBSRESPONSE']._serialized_start=1099
+  _globals['_LISTQUANTIZEJOBSRESPONSE']._serialized_end=1183
+  _globals['_CANCELQUANTIZEJOBREQUEST']._serialized_start=1185
+  _globals['_CANCELQUANTIZEJOBREQUEST']._serialized_end=1243
+  _globals['_CANCELQUANTIZEJOBRESPONSE']._serialized_start=1245
+  _globals['_CANCELQUANTIZEJOBRESPONSE']._serialized_end=1304
+  _globals['_WATCHQUANTIZEJOBREQUEST']._serialized_start=1306
+  _globals['_WATCHQUANTIZEJOBREQUEST']._serialized_end=1366
+  _globals['_WATCHQUANTIZEJOBRESPONSE']._serialized_start=1368
+  _globals['_WATCHQUANTIZEJOBRESPONSE']._serialized_end=1433
+  _globals['_QUANTIZERSERVICE']._serialized_start=1847
+  _globals['_QUANTIZERSERVICE']._serialized_end=2362
 # @@protoc_insertion_point(module_scope)

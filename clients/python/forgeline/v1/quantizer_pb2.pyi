@@ -44,7 +44,7 @@ GGUF_TYPE_F16: GgufType
 GGUF_TYPE_Q8_0: GgufType
 
 class QuantizeJobSpec(_message.Message):
-    __slots__ = ("source", "operation", "method", "bits", "group_size", "symmetric", "calibration_dataset", "num_calibration_samples", "calibration_max_seq_length", "output_name", "resources", "labels", "gguf_type")
+    __slots__ = ("source", "operation", "method", "bits", "group_size", "symmetric", "calibration_dataset", "num_calibration_samples", "calibration_max_seq_length", "output_name", "resources", "labels", "gguf_type", "tuning_steps")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,7 @@ class QuantizeJobSpec(_message.Message):
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     GGUF_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TUNING_STEPS_FIELD_NUMBER: _ClassVar[int]
     source: _common_pb2.ModelRef
     operation: QuantizeOperation
     method: QuantizeMethod
@@ -78,7 +79,8 @@ class QuantizeJobSpec(_message.Message):
     resources: _common_pb2.ResourceRequest
     labels: _containers.ScalarMap[str, str]
     gguf_type: GgufType
-    def __init__(self, source: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., operation: _Optional[_Union[QuantizeOperation, str]] = ..., method: _Optional[_Union[QuantizeMethod, str]] = ..., bits: _Optional[int] = ..., group_size: _Optional[int] = ..., symmetric: _Optional[bool] = ..., calibration_dataset: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., num_calibration_samples: _Optional[int] = ..., calibration_max_seq_length: _Optional[int] = ..., output_name: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.ResourceRequest, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., gguf_type: _Optional[_Union[GgufType, str]] = ...) -> None: ...
+    tuning_steps: int
+    def __init__(self, source: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., operation: _Optional[_Union[QuantizeOperation, str]] = ..., method: _Optional[_Union[QuantizeMethod, str]] = ..., bits: _Optional[int] = ..., group_size: _Optional[int] = ..., symmetric: _Optional[bool] = ..., calibration_dataset: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., num_calibration_samples: _Optional[int] = ..., calibration_max_seq_length: _Optional[int] = ..., output_name: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.ResourceRequest, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., gguf_type: _Optional[_Union[GgufType, str]] = ..., tuning_steps: _Optional[int] = ...) -> None: ...
 
 class SubmitQuantizeJobRequest(_message.Message):
     __slots__ = ("spec",)
