@@ -179,4 +179,26 @@ def test_a_good_spec_is_stored_resolved(line):
     _, spec = client.get(job.id)
     assert (spec.source.name, spec.source.version) == ("law", 1)  # pinned
     assert (spec.bits, spec.group_size, spec.output_name) == (4, 64, "law-gptq-w4")
-    assert spec.num_calibration_samples == 128
+    # no GPU asked for: the CPU calibration budget, written into the stored spec
+    assert (spec.num_calibration_samples, spec.calibration_max_seq_length, spec.tuning_steps) == (
+        8,
+        256,
+        25,
+    )
+
+
+def test_explicit_calibration_values_are_kept(line):
+    client, _ = line
+    asked = q.QuantizeJobSpec(
+        source=parse_ref("law"),
+        method=q.QUANTIZE_METHOD_AWQ,
+        num_calibration_samples=16,
+        calibration_max_seq_length=128,
+        tuning_steps=50,
+    )
+    _, spec = client.get(client.submit(asked).id)
+    assert (spec.num_calibration_samples, spec.calibration_max_seq_length, spec.tuning_steps) == (
+        16,
+        128,
+        50,
+    )
