@@ -9,6 +9,7 @@ cancelling it (which kills its worker process).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -107,6 +108,8 @@ class RayCluster:
                 ray.init(address=self.address, runtime_env=runtime_env, log_to_driver=False)
             else:
                 log.info("starting a local Ray")
+                # Ray waits 30 s for its GCS to bind; a busy small machine can take longer.
+                os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
                 ray.init(
                     num_cpus=self.num_cpus,
                     include_dashboard=False,
