@@ -78,6 +78,36 @@ def test_the_bundled_model_is_the_same_path_with_its_package_as_source(registry,
     assert intake.import_bundled_model(registry).number == 1
 
 
+def test_a_gguf_file_is_checked_converted_and_described_by_its_own_metadata(
+    registry, bundled_model, monkeypatch
+):
+    from forgeline.common import bundled, gguf_models
+
+    gguf = bundled.gguf_path()
+    converted = []
+
+    def convert(source, dest, *, force=False):  # the real conversion is what import_bundled did
+        converted.append(source)
+        return bundled_model
+
+    monkeypatch.setattr(gguf_models, "convert", convert)
+
+    version = intake.import_model(registry, str(gguf))
+
+    assert converted == [gguf]
+    assert (version.model, version.kind) == (
+        "smollm2-135m-instruct.q4_1",
+        registry_pb2.VERSION_KIND_BASE,
+    )
+    assert dict(version.metadata) == {
+        "source": str(gguf),
+        "revision": f"sha256:{sha256_file(gguf)[0]}",
+        "license": "apache-2.0",  # general.license of the GGUF
+        "architecture": "LlamaForCausalLM",
+        "format": "gguf",
+    }
+
+
 def test_a_hub_id_comes_from_the_cache_with_its_commit(registry, hf_cache, tmp_path):
     model = write_tiny_model(tmp_path / "tiny")
     (model / "pytorch_model.bin").write_bytes(b"the same weights, pickled")
