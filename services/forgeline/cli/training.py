@@ -173,7 +173,41 @@ def _resolve_dataset(value: str, task: str, fmt: str, registry: str | None) -> s
     return value
 
 
+def _base_model(value: str, registry: str | None) -> str:
+    """The `--model` reference; a Hub id, ModelScope id or local model is imported on first use.
+
+    A registry reference is kept as it is. A Hub or ModelScope id imported before resolves
+    to that import; a local model is imported again (identical content reuses its version).
+
+    Raises:
+        InvalidArgument, FailedPrecondition, Unavailable, NotFound: the import failed (see
+            `forgeline.common.intake.import_model`); nothing was registered.
+    """
+    from forgeline.cli.context import transfer_progress
+    from forgeline.client.exceptions import NotFound
+    from forgeline.client.refs import RefError, pinned
+    from forgeline.common import intake
+
+    if not intake.looks_importable(value):
+        return value
+    with registry_client(registry) as client:
+        try:
+            client.get_version(value)
+            return value  # a registry model that is also the name of a local path
+        except (RefError, NotFound):
+            pass
+        version = intake.find_imported(client, value)
+        if version is None:
+            console.print(f"importing {value} as {intake.default_name(value)} (first use)")
+            with transfer_progress() as progress:
+                version = intake.import_model(client, value, progress=progress)
+        else:
+            console.print(f"{value} was imported as {pinned(version)}")
+    return pinned(version)
+
+
 def _submit(task: int, task_name: str, options: dict) -> None:
+    options["model"] = _base_model(options["model"], options["registry"])
     fmt_value = parse_choice(
         trainer_pb2.DatasetFormat, options["dataset_format"], "--dataset-format"
     )

@@ -32,6 +32,16 @@ def check_name(value: str, what: str = "name") -> str:
     return value
 
 
+def name_from(text: str, fallback: str = "model") -> str:
+    """A valid model name made from free text: lower-cased, other characters as '-'.
+
+    `SmolLM2-135M-Instruct` becomes `smollm2-135m-instruct`; text with nothing usable
+    becomes `fallback`.
+    """
+    name = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")[:128]
+    return name or fallback
+
+
 def parse_ref(text: str) -> common_pb2.ModelRef:
     """Parses `name`, `name:N` or `name@alias` into a `ModelRef`.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,7 @@ def push_files(
     metrics: dict[str, float] | None = None,
     description: str = "",
     reuse_identical: bool = False,
+    digests: Mapping[str, tuple[str, int]] | None = None,
     progress: Progress | None = None,
 ) -> registry_pb2.Version:
     """Registers local files, each under its relative path, as a new READY version of `model`.
@@ -152,13 +153,15 @@ def push_files(
         metrics: Metrics of the producing job.
         description: Free text.
         reuse_identical: Return an identical latest version instead of adding one.
+        digests: (sha256, size) by path, for files the caller hashed already.
         progress: Called with (path, bytes done, bytes total) as uploads advance.
 
     Raises:
         InvalidArgument: a path, name or parent the registry refuses.
         NotFound: a parent does not exist.
     """
-    digests = {rel: sha256_file(path) for rel, path in files}
+    known = digests or {}
+    digests = {rel: known.get(rel) or sha256_file(path) for rel, path in files}
     if reuse_identical:
         wanted = manifest_digest((rel, sha, size) for rel, (sha, size) in digests.items())
         try:
