@@ -23,8 +23,9 @@ from forgeline.client.refs import parse_ref
 from forgeline.client.registry import RegistryClient
 from forgeline.client.transfer import push_file, push_folder
 from forgeline.common.settings import ServiceName, Settings
-from forgeline.v1 import common_pb2, registry_pb2, trainer_pb2
+from forgeline.v1 import common_pb2, inference_pb2, registry_pb2, trainer_pb2
 from tests.conftest import ServerThread
+from tests.inference.support import ENGINE
 from tests.trainer.datasets import FACTS, facts_rows, preference_rows, write_jsonl
 
 pytestmark = pytest.mark.e2e
@@ -229,12 +230,14 @@ def test_dpo_moves_the_reward_margin(suite, tmp_path):
         (trainer_pb2.DISTRIBUTION_STRATEGY_DEEPSPEED, 2, False),
         (trainer_pb2.DISTRIBUTION_STRATEGY_DEEPSPEED, 3, True),
         (trainer_pb2.DISTRIBUTION_STRATEGY_FSDP, None, False),
+        (trainer_pb2.DISTRIBUTION_STRATEGY_DDP, None, False),
     ],
-    ids=["zero2", "zero3-offload", "fsdp"],
+    ids=["zero2", "zero3-offload", "fsdp", "ddp"],
 )
 def test_two_workers_sharded(suite, tmp_path, strategy, stage, offload):
     ref = suite.upload(write_jsonl(tmp_path / "facts.jsonl", facts_rows()), "facts-small")
-    name = f"facts-zero{stage}" if stage is not None else "facts-fsdp"
+    strategy_name = trainer_pb2.DistributionStrategy.Name(strategy).rsplit("_", 1)[1].lower()
+    name = f"facts-zero{stage}" if stage is not None else f"facts-{strategy_name}"
     spec = small_spec(trainer_pb2.TRAIN_TASK_SFT, ref, name, max_steps=3)
     d = spec.distribution
     d.strategy = strategy
@@ -356,3 +359,142 @@ def test_a_restarted_trainer_resumes_the_job_from_its_checkpoint(suite, tmp_path
     with suite.registry_client() as registry:
         metrics = registry.get_version(name).metrics
     assert metrics["train_steps"] == 10 and metrics["world_size"] == workers
+
+
+@pytest.fixture(scope="module")
+def inference(suite):
+    """An inference service on the suite's registry (engines start on first load)."""
+    from forgeline.client import InferenceClient
+    from forgeline.inference.service import create_server as create_inference
+
+    settings = Settings.load(
+        "inference",
+        host="127.0.0.1",
+        port=0,
+        home=suite.home,
+        addresses={ServiceName.REGISTRY: suite.registry.address},
+    )
+    server = ServerThread(lambda: create_inference(settings)[0]).start()
+    with InferenceClient(server.address) as client:
+        yield client
+    server.stop()
+
+
+def _ask(client, served: str, question: str) -> str:
+    sampling = inference_pb2.SamplingParams(temperature=0, max_tokens=16)
+    return "".join(client.stream_text(served, messages=[("user", question)], sampling=sampling))
+
+
+def _first_loss(folder: Path) -> float:
+    rows = (folder / "training" / "loss_curve.csv").read_text().splitlines()
+    return float(rows[1].split(",")[1])
+
+
+def test_an_adapter_is_continued_with_its_shape_and_dpo_on_it_uses_the_sft_model(
+    suite, tmp_path, inference
+):
+    facts = suite.upload(write_jsonl(tmp_path / "facts.jsonl", facts_rows()), "facts-small")
+    manners = suite.upload(write_jsonl(tmp_path / "manners.jsonl", preference_rows()), "manners")
+    stage1 = small_spec(trainer_pb2.TRAIN_TASK_SFT, facts, "facts-staged", max_steps=6)
+    with suite.trainer_client() as trainer:
+        final = trainer.wait(trainer.submit(stage1).id)
+        assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
+
+        # Continued: no shape given, no output name: the adapter's own shape and name.
+        more = small_spec(trainer_pb2.TRAIN_TASK_SFT, facts, "", max_steps=2)
+        more.base_model.CopyFrom(parse_ref("facts-staged:1"))
+        more.lora.Clear()
+        final = trainer.wait(trainer.submit(more).id)
+        assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
+        assert list(final.outputs) == ["facts-staged:2"]
+
+        # Another shape, or full tuning, cannot continue it.
+        other = small_spec(trainer_pb2.TRAIN_TASK_SFT, facts, "x")
+        other.base_model.CopyFrom(parse_ref("facts-staged:1"))
+        other.lora.rank = 8
+        with pytest.raises(exceptions.InvalidArgument) as info:
+            trainer.submit(other)
+        assert [v.field for v in info.value.violations] == ["spec.lora.rank"]
+        other.lora.rank, other.tuner = 0, trainer_pb2.TUNER_FULL
+        with pytest.raises(exceptions.InvalidArgument) as info:
+            trainer.submit(other)
+        assert [v.field for v in info.value.violations] == ["spec.tuner"]
+
+        # DPO on the SFT adapter: the SFT model is the reference, so at the first step the
+        # policy (that same model) earns no reward either way.
+        dpo = small_spec(trainer_pb2.TRAIN_TASK_DPO, manners, "manners-after-sft", max_steps=1)
+        dpo.base_model.CopyFrom(parse_ref("facts-staged:1"))
+        dpo.lora.Clear()
+        job = trainer.submit(dpo)
+        rewards = [
+            (e.metrics.values["rewards/chosen"], e.metrics.values["rewards/rejected"])
+            for e in trainer.watch(job.id)
+            if e.WhichOneof("payload") == "metrics" and "rewards/chosen" in e.metrics.values
+        ]
+        assert trainer.get(job.id)[0].state == common_pb2.JOB_STATE_SUCCEEDED
+    assert rewards[0] == pytest.approx((0.0, 0.0), abs=1e-4)
+
+    with suite.registry_client() as registry:
+        continued = registry.get_version("facts-staged:2")
+        lineage = registry.get_lineage("facts-staged:2", registry_pb2.LINEAGE_DIRECTION_ANCESTORS)
+    assert [(p.name, p.version) for p in continued.parents] == [
+        (BASE, 1),
+        ("facts-small", 1),
+        ("facts-staged", 1),
+    ]
+    assert continued.metadata["continued_from"] == "facts-staged:1"
+    assert {(v.model, v.number) for v in lineage.versions} >= {(BASE, 1), ("facts-staged", 1)}
+    config = json.loads((suite.pull("facts-staged:2") / "adapter_config.json").read_text())
+    assert config["r"] == 4 and sorted(config["target_modules"]) == QV
+    # It started from what stage 1 learned: a fresh adapter (B = 0) would score the same
+    # first batch (same seed) exactly as stage 1's first step did.
+    first, then = (
+        _first_loss(suite.pull("facts-staged:1")),
+        _first_loss(suite.pull("facts-staged:2")),
+    )
+    assert then < 0.9 * first, (first, then)
+
+    # Served like any adapter, on its base.
+    inference.load_model(BASE, served_name="base", engine=ENGINE)
+    inference.load_adapter("facts-staged:2", served_name="staged")
+    assert _ask(inference, "staged", FACTS[0][0]) != _ask(inference, "base", FACTS[0][0])
+
+
+def test_continued_pretraining_on_plain_text(suite, tmp_path):
+    rows = [{"text": f"{q} {a}"} for q, a, _ in FACTS] * 4
+    ref = suite.upload(write_jsonl(tmp_path / "notes.jsonl", rows), "zorblax-notes")
+    spec = small_spec(trainer_pb2.TRAIN_TASK_PRETRAIN, ref, "zorblax-pt", max_steps=6)
+    with suite.trainer_client() as trainer:
+        final = trainer.wait(trainer.submit(spec).id)
+    assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
+    with suite.registry_client() as registry:
+        version = registry.get_version("zorblax-pt:1")
+    assert (version.kind, version.metadata["task"]) == (
+        registry_pb2.VERSION_KIND_ADAPTER,
+        "pretrain",
+    )
+    assert version.metrics["loss"] < 0.7 * _first_loss(suite.pull("zorblax-pt:1"))
+
+
+def test_full_tuning_registers_a_merged_model_that_vllm_serves(suite, tmp_path, inference):
+    from safetensors.torch import load_file
+
+    ref = suite.upload(write_jsonl(tmp_path / "facts.jsonl", facts_rows()), "facts-small")
+    spec = small_spec(trainer_pb2.TRAIN_TASK_SFT, ref, "facts-full", max_steps=2)
+    spec.tuner = trainer_pb2.TUNER_FULL
+    spec.lora.Clear()
+    with suite.trainer_client() as trainer:
+        final = trainer.wait(trainer.submit(spec).id)
+    assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
+    with suite.registry_client() as registry:
+        version = registry.get_version("facts-full:1")
+    assert version.kind == registry_pb2.VERSION_KIND_MERGED
+    tuned = load_file(suite.pull("facts-full:1") / "model.safetensors")
+    base = load_file(suite.pull(f"{BASE}:1") / "model.safetensors")
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(tuned[name], base[name])
+
+    served = inference.load_model("facts-full:1", served_name="full", engine=ENGINE)
+    assert (served.ref.name, served.version) == ("facts-full", 1)
+    assert served.state == inference_pb2.SERVED_MODEL_STATE_READY
+    assert _ask(inference, "full", FACTS[0][0])

@@ -41,13 +41,17 @@ def load_tokenizer(folder: Path) -> Any:
     return tokenizer
 
 
-def load_for_training(base_dir: Path, cfg: TrainConfig, *, device: torch.device) -> Any:
+def load_for_training(
+    base_dir: Path, cfg: TrainConfig, *, device: torch.device, adapter: Path | None = None
+) -> Any:
     """Loads the base model and prepares it for the configured tuner.
 
     Args:
         base_dir: A Hugging Face model folder.
         cfg: The job's configuration.
         device: Where the model trains.
+        adapter: A PEFT adapter folder of this base to continue training (its own shape
+            is kept; the plan wrote it into `cfg`).
 
     Returns:
         A `PeftModel` for adapter tuners, else the `PreTrainedModel` itself.
@@ -88,7 +92,13 @@ def load_for_training(base_dir: Path, cfg: TrainConfig, *, device: torch.device)
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.tuner is Tuner.FULL:
         return model
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+        if cfg.hyper.gradient_checkpointing:
+            model.enable_input_require_grads()
+        return model
 
     targets = list(cfg.lora.target_modules) or ALL_LINEAR
     if targets == [ALL_LINEAR]:
@@ -107,6 +117,20 @@ def load_for_training(base_dir: Path, cfg: TrainConfig, *, device: torch.device)
         # Frozen embeddings produce no grad; checkpointed blocks need inputs that do.
         model.enable_input_require_grads()
     return model
+
+
+def load_frozen(
+    base_dir: Path, *, dtype: torch.dtype, device: torch.device, adapter: Path | None = None
+) -> Any:
+    """A model for scoring only (a DPO reference): `base_dir`, with `adapter` merged in."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, attn_implementation="sdpa")
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return model.to(device).eval().requires_grad_(False)
 
 
 def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:

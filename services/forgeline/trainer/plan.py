@@ -5,10 +5,17 @@ weight headers (no weights are loaded, see `model_info`) and the dataset, and re
 `Plan`: every problem (each naming its field, dataset problems naming file, line and
 field), the resolved spec to store, the run's size, and an estimate of each worker's peak
 memory (`memory`). The same plan decides the strategy when the spec says AUTO.
+
+A spec may start from an ADAPTER: the job then continues training that adapter on its own
+base (`parents[0]`), with the adapter's shape (rank, alpha, targets, DoRA) written into the
+stored spec; a spec that asks for another shape is refused, since the trained matrices
+would not fit it. To train a new adapter on top of one, merge it first and start from the
+MERGED version.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -19,7 +26,7 @@ from forgeline.client import exceptions
 from forgeline.client.cache import VersionCache
 from forgeline.client.exceptions import Violations
 from forgeline.client.labels import label
-from forgeline.client.refs import pinned
+from forgeline.client.refs import format_ref, pinned
 from forgeline.trainer import data as data_mod
 from forgeline.trainer.config import (
     DEFAULT_MAX_SEQ_LENGTH,
@@ -42,7 +49,12 @@ from forgeline.trainer.memory import (
     micro_batch_tokens,
 )
 from forgeline.trainer.model_info import ModelInfo, is_head_module, read_model_info
-from forgeline.trainer.targets import missing_targets, module_names_from_weights, resolve_targets
+from forgeline.trainer.targets import (
+    ALL_LINEAR,
+    missing_targets,
+    module_names_from_weights,
+    resolve_targets,
+)
 from forgeline.v1 import registry_pb2, trainer_pb2
 
 __all__ = [
@@ -60,6 +72,8 @@ log = logging.getLogger(__name__)
 # Examples tokenized to measure lengths; larger datasets are extrapolated from these.
 TOKENIZE_SAMPLE = 2000
 _MODEL_KINDS = (registry_pb2.VERSION_KIND_BASE, registry_pb2.VERSION_KIND_MERGED)
+_START_KINDS = (*_MODEL_KINDS, registry_pb2.VERSION_KIND_ADAPTER)
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass
@@ -78,6 +92,7 @@ class Plan:
     total_steps: int = 0
     base: registry_pb2.Version | None = None
     dataset: registry_pb2.Version | None = None
+    adapter: registry_pb2.Version | None = None
 
     @property
     def ok(self) -> bool:
@@ -160,7 +175,10 @@ class Planner:
         resolved = fill_defaults(spec)
         plan = Plan(spec=resolved, problems=report.problems, warnings=report.warnings)
         task = task_of(spec) or Task.SFT
-        base = self._resolve(plan, resolved.base_model, "spec.base_model", _MODEL_KINDS)
+        base = self._resolve(plan, resolved.base_model, "spec.base_model", _START_KINDS)
+        if base is not None and base.kind == registry_pb2.VERSION_KIND_ADAPTER:
+            plan.adapter = base
+            base = self._continued(plan, spec, base)
         dataset = self._resolve(
             plan, resolved.dataset, "spec.dataset", (registry_pb2.VERSION_KIND_DATASET,)
         )
@@ -236,6 +254,78 @@ class Planner:
         ref.ClearField("alias")
         ref.version = version.number
         return version
+
+    def _continued(
+        self, plan: Plan, asked: trainer_pb2.TrainJobSpec, adapter: registry_pb2.Version
+    ) -> registry_pb2.Version | None:
+        """Checks a spec that continues `adapter`; returns the adapter's base.
+
+        The adapter's shape replaces the spec's, and the result defaults to the adapter's
+        own name (its next version).
+        """
+        spec, name = plan.spec, pinned(adapter)
+        if spec.tuner == trainer_pb2.TUNER_FULL:
+            plan.problems.add(
+                "spec.tuner",
+                f"{name} is an adapter: FULL tuning cannot continue it; merge it "
+                "(forgeline merge) and tune the MERGED version",
+            )
+            return None
+        if not adapter.parents:
+            plan.problems.add("spec.base_model", f"{name} records no base model")
+            return None
+        try:
+            base = self.cache.resolve(format_ref(adapter.parents[0]))
+        except (exceptions.NotFound, exceptions.FailedPrecondition) as exc:
+            plan.problems.add(
+                "spec.base_model",
+                f"the base of {name}, {format_ref(adapter.parents[0])}: {exc.message}",
+            )
+            return None
+        if base.kind not in _MODEL_KINDS:
+            plan.problems.add(
+                "spec.base_model",
+                f"{name} was trained on {pinned(base)}, which is not a BASE or MERGED model",
+            )
+            return None
+        config_file = self.cache.pull(name).path / ADAPTER_CONFIG
+        try:
+            shape = json.loads(config_file.read_text())
+        except (OSError, ValueError) as exc:
+            plan.problems.add("spec.base_model", f"{name}: unreadable {ADAPTER_CONFIG}: {exc}")
+            return None
+        targets = shape.get("target_modules") or []
+        targets = [targets] if isinstance(targets, str) else sorted(targets)
+        kept = {
+            "rank": int(shape.get("r") or 8),
+            "alpha": int(shape.get("lora_alpha") or 0),
+            "target_modules": targets,
+            "modules_to_save": sorted(shape.get("modules_to_save") or []),
+        }
+        asked_lora = asked.lora
+        for key, value in kept.items():
+            given = getattr(asked_lora, key)
+            given = sorted(given) if key in ("target_modules", "modules_to_save") else given
+            if given and given != value and not (key == "target_modules" and given == [ALL_LINEAR]):
+                plan.problems.add(
+                    f"spec.lora.{key}",
+                    f"continuing {name} keeps its {key} {value}; to train an adapter of "
+                    "another shape, merge it and start from the MERGED version",
+                )
+        dora = bool(shape.get("use_dora"))
+        if dora != (spec.tuner == trainer_pb2.TUNER_DORA):
+            plan.problems.add(
+                "spec.tuner",
+                f"{name} is a {'DoRA' if dora else 'LoRA'} adapter; continue it with "
+                f"{'DORA' if dora else 'LORA or QLORA'}",
+            )
+        spec.lora.rank, spec.lora.alpha = kept["rank"], kept["alpha"] or 2 * kept["rank"]
+        del spec.lora.target_modules[:], spec.lora.modules_to_save[:]
+        spec.lora.target_modules.extend(targets)
+        spec.lora.modules_to_save.extend(kept["modules_to_save"])
+        if not asked.output_name:
+            spec.output_name = adapter.model
+        return base
 
     def _check_model(self, plan: Plan, info: ModelInfo) -> None:
         spec = plan.spec

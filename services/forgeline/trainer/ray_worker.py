@@ -30,6 +30,7 @@ class InputRefs:
     dataset: str
     reference: str = ""
     eval_dataset: str = ""
+    adapter: str = ""  # an adapter of `base` the job continues training
 
 
 class RayWorkerEnv:
@@ -95,6 +96,7 @@ def _materialize(refs: InputRefs, config: CacheConfig) -> Inputs:
             dataset=cache.pull(refs.dataset).path,
             reference=cache.pull(refs.reference).path if refs.reference else None,
             eval_dataset=cache.pull(refs.eval_dataset).path if refs.eval_dataset else None,
+            adapter=cache.pull(refs.adapter).path if refs.adapter else None,
         )
 
 

@@ -3,7 +3,8 @@
 `TrainRunner.run` is what the job machinery calls for each attempt of a job. It pulls the
 inputs (so workers on this machine find them cached), launches the run, turns the
 workers' events into job progress, metrics and log lines, and on success registers the
-trained adapter (ADAPTER, parent = base) or model (MERGED) with its lineage, final
+trained adapter (ADAPTER; parents: the base, the dataset and, when the job continued one,
+the earlier adapter) or model (MERGED) with its lineage, final
 metrics, the loss curve as CSV and PNG, and the training log. A cancelled job stops its
 workers and registers nothing (a version whose upload was under way is archived); an
 interrupted one resumes from its newest checkpoint, or adopts the version an earlier
@@ -15,18 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import logging
 import os
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from google.protobuf import json_format
 
 from forgeline.client import exceptions
 from forgeline.client.cache import CacheConfig, VersionCache
-from forgeline.client.refs import pinned
+from forgeline.client.refs import format_ref, pinned
 from forgeline.client.transfer import push_folder
 from forgeline.common.jobs import JobContext, JobResult, finish_despite_cancel
 from forgeline.trainer.config import TrainConfig
@@ -92,18 +93,30 @@ class TrainRunner:
                     "checkpointing.resume_enabled is false"
                 )
         base = await asyncio.to_thread(self.cache.resolve, cfg.base_model)
+        adapter = None
+        if base.kind == registry_pb2.VERSION_KIND_ADAPTER:  # continued: train it on its base
+            adapter = base
+            base = await asyncio.to_thread(self.cache.resolve, format_ref(adapter.parents[0]))
         dataset = await asyncio.to_thread(self.cache.resolve, cfg.dataset)
         journal.log(
             ("resuming from the newest checkpoint; " if ctx.resume else "")
-            + f"pulling {pinned(base)} and {pinned(dataset)}"
+            + f"pulling {pinned(base)}"
+            + (f", {pinned(adapter)} (continued)" if adapter else "")
+            + f" and {pinned(dataset)}"
         )
-        refs = [pinned(base), pinned(dataset), cfg.dpo.reference, cfg.eval_dataset]
-        for ref in filter(None, refs):
+        inputs = InputRefs(
+            pinned(base),
+            pinned(dataset),
+            cfg.dpo.reference,
+            cfg.eval_dataset,
+            adapter=pinned(adapter) if adapter else "",
+        )
+        for ref in filter(None, dataclasses.astuple(inputs)):
             await asyncio.to_thread(self.cache.pull, ref)
         request = LaunchRequest(
             job_id=ctx.job_id,
             config=cfg,
-            inputs=InputRefs(pinned(base), pinned(dataset), cfg.dpo.reference, cfg.eval_dataset),
+            inputs=inputs,
             cache=self.worker_cache,
             storage=ctx.work_dir / "ray",
         )
@@ -115,7 +128,7 @@ class TrainRunner:
             # To the end, even through a second cancel: the job's folder goes only after.
             await finish_despite_cancel(self._stop(launch))
             raise
-        return await self._register(ctx, cfg, result, base, dataset, journal)
+        return await self._register(ctx, cfg, result, (base, dataset, adapter), journal)
 
     async def _stop(self, launch: asyncio.Future) -> None:
         """Stops a run, once it has been launched if a cancel came during the launch."""
@@ -176,10 +189,10 @@ class TrainRunner:
         ctx: JobContext,
         cfg: TrainConfig,
         result: RunResult,
-        base: registry_pb2.Version,
-        dataset: registry_pb2.Version,
+        inputs: tuple[registry_pb2.Version, registry_pb2.Version, registry_pb2.Version | None],
         journal: _Journal,
     ) -> JobResult:
+        base, dataset, adapter = inputs
         state = TrainState.read(result.checkpoint)
         final = {
             k: v for k, v in (state.history[-1] if state.history else {}).items() if k != "step"
@@ -196,6 +209,7 @@ class TrainRunner:
         journal.log(f"registering the result as the next version of {cfg.output_name}")
         folder = _stage_output(ctx.work_dir, result.checkpoint, state, journal)
         base_ref, dataset_ref = pinned(base), pinned(dataset)
+        continued = {"continued_from": pinned(adapter)} if adapter else {}
 
         def register() -> registry_pb2.Version:
             version = push_folder(
@@ -205,8 +219,9 @@ class TrainRunner:
                 registry_pb2.VERSION_KIND_ADAPTER
                 if cfg.tuner.adapter
                 else registry_pb2.VERSION_KIND_MERGED,
-                # The base first (adapters are served on parents[0]), then the data it learned.
-                parents=(base_ref, dataset_ref),
+                # The base first (adapters are served on parents[0]), then the data it
+                # learned, then the adapter it continued.
+                parents=(base_ref, dataset_ref, *continued.values()),
                 lineage=registry_pb2.Lineage(
                     job_id=ctx.job_id,
                     dataset_digest=dataset.manifest_digest,
@@ -221,8 +236,10 @@ class TrainRunner:
                     "strategy": cfg.dist.strategy.value,
                     "workers": str(cfg.dist.num_workers),
                     "format": "peft" if cfg.tuner.adapter else "transformers",
+                    **continued,
                 },
-                description=f"{cfg.task.name} {cfg.tuner.name} of {base_ref} on {dataset_ref}",
+                description=f"{cfg.task.name} {cfg.tuner.name} of {base_ref} on {dataset_ref}"
+                + (f", continuing {pinned(adapter)}" if adapter else ""),
             )
             log.info("registered %s", pinned(version))
             return version
@@ -285,7 +302,8 @@ def _confined(cfg: TrainConfig, work_dir: Path) -> TrainConfig:
     if not cfg.dist.deepspeed_overrides:
         return cfg
     overrides = resolve_paths(cfg.dist.deepspeed_overrides, work_dir)
-    return replace(cfg, dist=replace(cfg.dist, deepspeed_overrides=overrides))
+    dist = dataclasses.replace(cfg.dist, deepspeed_overrides=overrides)
+    return dataclasses.replace(cfg, dist=dist)
 
 
 def _stage_output(work_dir: Path, checkpoint: Path, state: TrainState, journal: _Journal) -> Path:

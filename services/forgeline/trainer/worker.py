@@ -32,6 +32,7 @@ class Inputs:
     dataset: Path
     reference: Path | None = None
     eval_dataset: Path | None = None
+    adapter: Path | None = None  # an adapter of `base` to continue training
 
 
 class WorkerEnv(Protocol):

@@ -9,9 +9,10 @@ length-averaged log-probabilities, and ROBUST the unbiased label-noise correctio
 The implicit rewards `beta (log pi - log ref)` of both answers, their margin and how often
 the chosen one wins are reported every step.
 
-The reference is another registry model when the job names one; otherwise it is the base
-model itself: for adapter tuners the policy with its adapter disabled (no second copy in
-memory), for full tuning a frozen copy of the base.
+The reference is another registry model when the job names one; when the job continues an
+adapter (DPO after SFT), the model that adapter makes (base and adapter merged, frozen);
+otherwise the base model itself: for adapter tuners the policy with its adapter disabled
+(no second copy in memory), for full tuning a frozen copy of the base.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from forgeline.trainer.data import IGNORE_INDEX, TokenizedPair
 from forgeline.trainer.distributed import all_reduce_sum, build_train_engine, seeded
 from forgeline.trainer.modeling import (
     load_for_training,
+    load_frozen,
     load_tokenizer,
     torch_dtype,
     trainable_parameters,
@@ -137,15 +139,16 @@ class DPORecipe:
         self.total_steps = steps_for(len(pairs), cfg)
         self.steps_per_epoch = math.ceil(self.batches.per_epoch / cfg.hyper.grad_accum)
         with seeded(cfg.hyper.seed):
-            self.model = load_for_training(env.inputs.base, cfg, device=env.device)
-        if env.inputs.reference is not None or cfg.tuner is Tuner.FULL:
-            from transformers import AutoModelForCausalLM
-
-            source = env.inputs.reference or env.inputs.base
-            self.reference = AutoModelForCausalLM.from_pretrained(
-                source, dtype=torch_dtype(cfg.hyper.precision), attn_implementation="sdpa"
-            ).to(env.device)
-            self.reference.eval().requires_grad_(False)
+            self.model = load_for_training(
+                env.inputs.base, cfg, device=env.device, adapter=env.inputs.adapter
+            )
+        frozen = {"dtype": torch_dtype(cfg.hyper.precision), "device": env.device}
+        if env.inputs.reference is not None:
+            self.reference = load_frozen(env.inputs.reference, **frozen)
+        elif env.inputs.adapter is not None:  # a continued SFT adapter: the SFT model
+            self.reference = load_frozen(env.inputs.base, adapter=env.inputs.adapter, **frozen)
+        elif cfg.tuner is Tuner.FULL:
+            self.reference = load_frozen(env.inputs.base, **frozen)
         self.engine = build_train_engine(self.model, cfg, self.total_steps, env.device)
         trainable, total = trainable_parameters(self.model)
         env.log(

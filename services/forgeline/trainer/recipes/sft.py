@@ -71,7 +71,9 @@ class SFTRecipe:
         self.total_steps = steps_for(len(rows), cfg)
         self.steps_per_epoch = math.ceil(self.batches.per_epoch / cfg.hyper.grad_accum)
         with seeded(cfg.hyper.seed):
-            self.model = load_for_training(env.inputs.base, cfg, device=env.device)
+            self.model = load_for_training(
+                env.inputs.base, cfg, device=env.device, adapter=env.inputs.adapter
+            )
         self.engine = build_train_engine(self.model, cfg, self.total_steps, env.device)
         trainable, total = trainable_parameters(self.model)
         env.log(
