@@ -21,6 +21,7 @@ class FakeTrainer:
             strategy=trainer_pb2.DISTRIBUTION_STRATEGY_NONE, num_examples=16, total_steps=4
         )
         self.jobs: dict[str, common_pb2.Job] = {}
+        self.specs: dict[str, trainer_pb2.TrainJobSpec] = {}
         self.events: dict[str, list[common_pb2.JobEvent]] = {}
 
     def __enter__(self) -> FakeTrainer:
@@ -38,7 +39,7 @@ class FakeTrainer:
         return common_pb2.Job(id="job-1", state=common_pb2.JOB_STATE_QUEUED)
 
     def get(self, job_id: str) -> tuple[common_pb2.Job, trainer_pb2.TrainJobSpec]:
-        return self.jobs[job_id], trainer_pb2.TrainJobSpec()
+        return self.jobs[job_id], self.specs.get(job_id, trainer_pb2.TrainJobSpec())
 
     def list(self, states: list[int]) -> Iterator[common_pb2.Job]:
         self.list_states.append(list(states))

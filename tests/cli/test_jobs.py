@@ -60,3 +60,29 @@ def test_a_followed_job_ends_the_command_with_its_outcome(run_cli, trainer):
     failed = run_cli(*args)
     assert failed.exit_code == 1
     assert "job-1 failed" in failed.output and "out of memory" in failed.output
+
+
+def test_jobs_follow_shows_the_job_to_its_end(run_cli, trainer):
+    running_job(trainer, common_pb2.JOB_STATE_SUCCEEDED).outputs.append(parse_ref("facts:2"))
+    run = run_cli("jobs", "follow", "job-1")
+    assert run.exit_code == 0, run.output
+    assert "pulling smollm2-135m-instruct:1" in run.output and "registered facts:2" in run.output
+    trainer.jobs["job-1"].state = common_pb2.JOB_STATE_FAILED
+    assert run_cli("jobs", "follow", "job-1").exit_code == 1
+
+
+def test_ctrl_c_stops_following_and_says_how_to_attach_again(run_cli, trainer, monkeypatch):
+    running_job(trainer)
+
+    def interrupted(job_id: str, after_seq: int = 0):
+        yield trainer.events[job_id][0]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "watch", interrupted)
+    for args in (["sft", "--model", "smollm2-135m-instruct", "--dataset", "facts:1"],
+                 ["jobs", "follow", "job-1"]):  # fmt: skip
+        run = run_cli(*args)
+        assert run.exit_code == 130, run.output
+        assert "stopped following job-1; the job keeps running" in run.output
+        assert "forgeline jobs follow job-1" in run.output
+    assert trainer.jobs["job-1"].state == common_pb2.JOB_STATE_RUNNING

@@ -41,9 +41,17 @@ def test_help_lists_the_commands():
 
 
 def test_jobs_help_lists_its_subcommands():
-    assert sorted(listed_commands(help_of("jobs"))) == ["cancel", "list", "logs", "show"]
+    assert sorted(listed_commands(help_of("jobs"))) == ["cancel", "follow", "list", "logs", "show"]
 
 
 def test_wrapped_descriptions_are_not_commands():
     panel = "╭─ Commands ───╮\n│ serve   Run a service     │\n│         and wait.  │\n╰──────╯\n"
     assert listed_commands(panel) == ["serve"]
+
+
+def test_version_is_the_installed_distributions():
+    from importlib import metadata
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"forgeline {metadata.version('forgeline')}\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
 from forgeline.client.labels import labels
 from forgeline.trainer.config import QuantType, TrainConfig, Tuner, check_spec, fill_defaults
@@ -115,10 +116,17 @@ def test_the_plan_shows_the_strategy_label(run_cli, trainer):
         ("loss_type", trainer_pb2.DpoLossType),
     ],
 )
-def test_choice_help_lists_every_value_of_its_enum(option, enum):
+def test_choice_options_show_and_complete_every_value_of_their_enum(option, enum):
     from forgeline.cli.main import app
 
     command = typer.main.get_command(app).commands["dpo"]
     (param,) = [p for p in command.params if p.name == option]
-    for name in labels(enum):
-        assert name.replace("_", "-") in param.help, (option, name)
+    spellings = [name.replace("_", "-") for name in labels(enum)]
+    ctx = typer.Context(command)
+    assert [item.value for item in param.shell_complete(ctx, "")] == spellings
+    prefix = spellings[-1][:3]
+    offered = [item.value for item in param.shell_complete(ctx, prefix)]
+    assert offered == [s for s in spellings if s.startswith(prefix)]
+    shown = CliRunner().invoke(app, ["dpo", "--help"], env={"COLUMNS": "400"}).output
+    (row,) = [line for line in shown.splitlines() if f"--{option.replace('_', '-')} " in line]
+    assert f"[{'|'.join(spellings)}]" in row

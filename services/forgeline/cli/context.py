@@ -1,10 +1,14 @@
-"""What every client command needs: addresses, the token, clients, error printing."""
+"""What every client command needs: addresses, the token, clients, progress, JSON output."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
 from collections.abc import Iterator
 
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -77,3 +81,19 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def message_dict(message: Message) -> dict:
+    """A protobuf message as `--json` prints it: the contract's field names, every field
+    (zero values too), enums by name, 64-bit integers as numbers."""
+    return json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        unquote_int64_if_possible=True,
+    )
+
+
+def print_json(value: object) -> None:
+    """Writes `value` to standard output as indented JSON, and nothing else."""
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")

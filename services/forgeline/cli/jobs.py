@@ -1,12 +1,16 @@
-"""`forgeline jobs list|show|logs|cancel`, and following a job live.
+"""`forgeline jobs list|show|follow|logs|cancel`, and following a job live.
 
-`follow` is what `forgeline sft|pt|dpo` (and the demo) run after submitting: a progress
-bar with step, loss, tokens/s and ETA, the job's log lines above it, and the outcome.
+`follow` is what `forgeline sft|pt|dpo` (and the demo) run after submitting, and what
+`forgeline jobs follow JOB` runs to attach again: a progress bar with step, loss,
+tokens/s and ETA, the job's log lines above it, and the outcome. Ctrl-C stops following,
+not the job. `list` and `show` print JSON with `--json`; `show --config` prints the job's
+spec as a job file that `forgeline sft|pt|dpo --config` runs again.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from typing import Annotated
@@ -15,8 +19,9 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from forgeline.cli.choices import choices_help, parse_choice
-from forgeline.cli.context import console, err_console, trainer_client
+from forgeline.cli.choices import choice_option
+from forgeline.cli.context import console, err_console, message_dict, print_json, trainer_client
+from forgeline.cli.jobfile import dump_job_file, split_inputs
 from forgeline.client.jobs import JobClient
 from forgeline.client.labels import label
 from forgeline.client.refs import format_ref
@@ -41,9 +46,33 @@ def state_label(state: int) -> str:
     return label(common_pb2.JobState, state).lower()
 
 
-def follow(jobs: JobClient, job_id: str, after_seq: int = 0) -> common_pb2.Job:
+def follow(
+    jobs: JobClient, job_id: str, after_seq: int = 0, reattach: str | None = None
+) -> common_pb2.Job:
     """Follows a job of any job service with a progress bar (step, loss, tokens/s, ETA) and
-    its log lines; returns it when done."""
+    its log lines; returns it when done.
+
+    Args:
+        jobs: The client of the job's service.
+        job_id: The job.
+        after_seq: Show only the events after this one.
+        reattach: The command that follows the job again, e.g. `forgeline jobs follow ID`.
+            When given, Ctrl-C stops following (the job keeps running) and says so.
+
+    Raises:
+        typer.Exit: with `reattach`, on Ctrl-C (exit code 130).
+    """
+    try:
+        return _follow(jobs, job_id, after_seq)
+    except KeyboardInterrupt:
+        if reattach is None:
+            raise
+        err_console.print(f"stopped following {job_id}; the job keeps running.")
+        err_console.print(f"follow it again with: {reattach}", markup=False, highlight=False)
+        raise typer.Exit(130) from None
+
+
+def _follow(jobs: JobClient, job_id: str, after_seq: int) -> common_pb2.Job:
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -90,40 +119,62 @@ def _print_outcome(job: common_pb2.Job) -> None:
 @app.command("list")
 def list_jobs(
     state: Annotated[
-        list[str] | None,
-        typer.Option(
-            help=f"Only jobs in this state (repeatable): {choices_help(common_pb2.JobState)}."
-        ),
+        list[int] | None,
+        choice_option(common_pb2.JobState, help="Only jobs in this state (repeatable)."),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the jobs as a JSON list, nothing else.")
+    ] = False,
     trainer: TrainerOption = None,
 ) -> None:
     """List training jobs, newest first."""
-    states = [parse_choice(common_pb2.JobState, s, "--state") for s in state or []]
-    table = Table("job", "state", "progress", "loss", "outputs", "created")
     with trainer_client(trainer) as client:
-        for job in client.list(states=states):
-            loss = job.metrics.get("loss")
-            table.add_row(
-                job.id,
-                state_label(job.state),
-                f"{job.progress:.0%}",
-                f"{loss:.4f}" if loss is not None else "",
-                ", ".join(format_ref(o) for o in job.outputs),
-                job.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
-            )
+        found = list(client.list(states=state or []))
+    if as_json:
+        print_json([message_dict(job) for job in found])
+        return
+    table = Table("job", "state", "progress", "loss", "outputs", "created")
+    for job in found:
+        loss = job.metrics.get("loss")
+        table.add_row(
+            job.id,
+            state_label(job.state),
+            f"{job.progress:.0%}",
+            f"{loss:.4f}" if loss is not None else "",
+            ", ".join(format_ref(o) for o in job.outputs),
+            job.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
+        )
     console.print(table)
 
 
 @app.command("show")
 def show_job(
     job_id: Annotated[str, typer.Argument(help="Job id.")],
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the job and its spec as JSON, nothing else."),
+    ] = False,
+    config: Annotated[
+        bool,
+        typer.Option(
+            "--config", help="Print only its spec, as a job file for `forgeline sft --config`."
+        ),
+    ] = False,
     trainer: TrainerOption = None,
 ) -> None:
     """Show a job: state, metrics, outputs and its spec."""
     from google.protobuf import json_format
 
+    if as_json and config:
+        raise typer.BadParameter("give --json or --config, not both", param_hint="--config")
     with trainer_client(trainer) as client:
         job, spec = client.get(job_id)
+    if as_json:
+        print_json({"job": message_dict(job), "spec": message_dict(spec)})
+        return
+    if config:
+        sys.stdout.write(dump_job_file(*split_inputs(spec)))
+        return
     console.print(
         f"[bold]{job.id}[/] {state_label(job.state)} ({job.progress:.0%}, attempt {job.attempt})"
     )
@@ -134,6 +185,21 @@ def show_job(
     for key in sorted(job.metrics):
         console.print(f"  {key}: {job.metrics[key]:.6g}")
     console.print_json(json.dumps(json_format.MessageToDict(spec)))
+
+
+@app.command("follow")
+def follow_job(
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    trainer: TrainerOption = None,
+) -> None:
+    """Follow a job live with its progress bar until it ends (Ctrl-C stops following only).
+
+    Exits non-zero unless the job succeeds.
+    """
+    with trainer_client(trainer) as client:
+        job = follow(client, job_id, reattach=f"forgeline jobs follow {job_id}")
+    if job.state != common_pb2.JOB_STATE_SUCCEEDED:
+        raise typer.Exit(1)
 
 
 @app.command("logs")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
+from importlib import metadata
 from typing import Annotated
 
 import typer
@@ -23,10 +24,39 @@ console = Console()
 err_console = Console(stderr=True)
 
 app = typer.Typer(
-    help="Forgeline: fine-tune, quantize, evaluate, version and serve LLMs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    """`--version`: prints the installed `forgeline` distribution's version and exits.
+
+    Raises:
+        typer.Exit: when asked for the version.
+    """
+    if not value:
+        return
+    try:
+        console.print(f"forgeline {metadata.version('forgeline')}")
+    except metadata.PackageNotFoundError:
+        err_console.print("forgeline is not installed as a package (`make install`)")
+        raise typer.Exit(1) from None
+    raise typer.Exit()
+
+
+@app.callback()
+def forgeline(
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = None,
+) -> None:
+    """Forgeline: fine-tune, quantize, evaluate, version and serve LLMs."""
+
+
 app.add_typer(models.app, name="models")
 serving.register(app)
 training.register(app)

@@ -9,10 +9,12 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from forgeline.cli.choices import choices_help, parse_choice
+from forgeline.cli.choices import choice_option
 from forgeline.cli.context import (
     console,
     human_bytes,
+    message_dict,
+    print_json,
     registry_client,
     transfer_progress,
 )
@@ -33,28 +35,35 @@ RegistryOption = Annotated[
 def list_versions(
     model: Annotated[str, typer.Option(help="Only this model.")] = "",
     kind: Annotated[
-        str, typer.Option(help=f"Only this kind: {choices_help(registry_pb2.VersionKind)}.")
-    ] = "",
+        int | None, choice_option(registry_pb2.VersionKind, help="Only this kind.")
+    ] = None,
     tag: Annotated[str, typer.Option(help="Only models with this tag.")] = "",
     alias: Annotated[str, typer.Option(help="Only versions holding this alias.")] = "",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the versions as a JSON list, nothing else.")
+    ] = False,
     registry: RegistryOption = None,
 ) -> None:
     """List versions, newest first."""
     filters = {"model": model, "tag": tag, "alias": alias}
-    if kind:
-        filters["kinds"] = [parse_choice(registry_pb2.VersionKind, kind, "--kind")]
-    table = Table("version", "kind", "state", "aliases", "files", "size", "created")
+    if kind is not None:
+        filters["kinds"] = [kind]
     with registry_client(registry) as client:
-        for v in client.list_versions(**filters):
-            table.add_row(
-                f"{v.model}:{v.number}",
-                label(registry_pb2.VersionKind, v.kind),
-                label(registry_pb2.VersionState, v.state),
-                ", ".join(v.aliases),
-                str(v.file_count),
-                human_bytes(v.total_bytes),
-                v.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M"),
-            )
+        versions = list(client.list_versions(**filters))
+    if as_json:
+        print_json([message_dict(v) for v in versions])
+        return
+    table = Table("version", "kind", "state", "aliases", "files", "size", "created")
+    for v in versions:
+        table.add_row(
+            f"{v.model}:{v.number}",
+            label(registry_pb2.VersionKind, v.kind),
+            label(registry_pb2.VersionState, v.state),
+            ", ".join(v.aliases),
+            str(v.file_count),
+            human_bytes(v.total_bytes),
+            v.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M"),
+        )
     console.print(table)
 
 
@@ -160,21 +169,18 @@ def promote(
 def push(
     path: Annotated[Path, typer.Argument(help="A folder or a file.", exists=True)],
     name: Annotated[str, typer.Option("--name", help="Model name to register under.")],
-    kind: Annotated[
-        str, typer.Option(help=f"One of {choices_help(registry_pb2.VersionKind)}.")
-    ] = "base",
+    kind: Annotated[int, choice_option(registry_pb2.VersionKind, help="What it holds.")] = "base",
     parent: Annotated[list[str] | None, typer.Option(help="Parent version (repeatable).")] = None,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
     registry: RegistryOption = None,
 ) -> None:
     """Upload a folder (or file) as a new version; known content moves no bytes."""
-    kind_value = parse_choice(registry_pb2.VersionKind, kind, "--kind")
     with registry_client(registry) as client, transfer_progress() as progress:
         options = {"parents": parent or [], "description": description, "progress": progress}
         if path.is_dir():
-            version = push_folder(client, path, name, kind_value, **options)
+            version = push_folder(client, path, name, kind, **options)
         else:
-            version = push_file(client, path, name, kind_value, **options)
+            version = push_file(client, path, name, kind, **options)
     console.print(
         f"registered {version.model}:{version.number} "
         f"({version.file_count} files, {human_bytes(version.total_bytes)})"

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from forgeline.cli.choices import choices_help, parse_choice
+from forgeline.cli.choices import choice_option
 from forgeline.cli.context import (
     console,
     err_console,
@@ -142,7 +142,7 @@ def export(
     ref: Annotated[str, typer.Argument(help="BASE, MERGED or ADAPTER version (merged first).")],
     format: Annotated[str, typer.Option("--format", help="Export format: gguf.")] = "gguf",
     type: Annotated[
-        str, typer.Option("--type", help=f"Tensor type: {choices_help(quantizer_pb2.GgufType)}.")
+        int, choice_option(quantizer_pb2.GgufType, "--type", help="Tensor type.")
     ] = "f16",
     out: Annotated[Path | None, typer.Option(help="Also download the file here.")] = None,
     name: NameOption = "",
@@ -156,7 +156,7 @@ def export(
         source=parse_ref(ref),
         operation=quantizer_pb2.QUANTIZE_OPERATION_QUANTIZE,
         method=quantizer_pb2.QUANTIZE_METHOD_GGUF,
-        gguf_type=parse_choice(quantizer_pb2.GgufType, type, "--type"),
+        gguf_type=type,
         output_name=name,
     )
     job = _submit(spec, quantizer)

@@ -13,7 +13,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from forgeline.cli.context import address_of, client_options, console, err_console
+from forgeline.cli.context import (
+    address_of,
+    client_options,
+    console,
+    err_console,
+    message_dict,
+    print_json,
+)
 from forgeline.client.inference import InferenceClient
 from forgeline.client.labels import label
 from forgeline.common.settings import ServiceName
@@ -117,10 +124,19 @@ def undeploy(
     console.print(f"{name} is no longer served")
 
 
-def served(inference: InferenceOption = None) -> None:
+def served(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print them as a JSON list, nothing else.")
+    ] = False,
+    inference: InferenceOption = None,
+) -> None:
     """List the served models and adapters."""
     with inference_client(inference) as client:
-        console.print(_table(client.list_models()))
+        models = client.list_models()
+    if as_json:
+        print_json([message_dict(m) for m in models])
+    else:
+        console.print(_table(models))
 
 
 def _sampling(

@@ -1,5 +1,12 @@
 """`forgeline sft|pt|dpo`: training from the command line.
 
+The job comes from the flags, from a job file (`--config job.yaml`, see `jobfile`) with the
+flags given overriding it, or both. Familiar flags of Hugging Face `transformers`,
+ms-swift and LLaMA-Factory are aliases of ours (`--learning_rate`, `--num_train_epochs`,
+`--lora_target`, `--cutoff_len`, `--bf16`, ...; see `ALIASES`). The resulting spec is
+checked with the trainer's own checks before anything else happens; `--print-config`
+then prints it as a job file and stops.
+
 A local dataset file is checked here first (the same checks the trainer runs, so a bad
 file fails before any upload), then uploaded to the registry as a DATASET version
 (content-addressed: submitting the same file again moves nothing), and the job is
@@ -7,23 +14,137 @@ submitted referencing it. Without `--detach` the command follows the job with a 
 progress bar (step, loss, tokens/s, ETA) and exits non-zero unless it succeeds.
 """
 
+import contextlib
 import re
+import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from forgeline.cli.choices import choices_help, parse_choice
+from forgeline.cli.aliases import AliasedCommand
+from forgeline.cli.choices import choice_option
 from forgeline.cli.context import console, err_console, registry_client, trainer_client
+from forgeline.cli.jobfile import (
+    JobFileError,
+    dump_job_file,
+    load_job_file,
+    spec_problems,
+)
 from forgeline.cli.jobs import TrainerOption, follow
 from forgeline.client.labels import label
-from forgeline.client.refs import parse_ref
+from forgeline.client.refs import RefError, parse_ref
+from forgeline.trainer.config import fill_defaults
 from forgeline.v1 import common_pb2, registry_pb2, trainer_pb2
 
 RegistryOption = Annotated[
     str | None, typer.Option("--registry", help="Registry address [FORGELINE_REGISTRY_ADDRESS].")
 ]
+
+# The spec field each option sets (the inputs, model and datasets, are set on submission).
+FIELDS = {
+    "output": "output_name",
+    "dataset_format": "dataset_format",
+    "tuner": "tuner",
+    "lora_rank": "lora.rank",
+    "lora_alpha": "lora.alpha",
+    "lora_dropout": "lora.dropout",
+    "target_modules": "lora.target_modules",
+    "modules_to_save": "lora.modules_to_save",
+    "quantization_bit": "quantization.bits",
+    "lora_dtype": "quantization.quant_type",
+    "double_quant": "quantization.double_quant",
+    "epochs": "hyper_parameters.epochs",
+    "max_steps": "hyper_parameters.max_steps",
+    "learning_rate": "hyper_parameters.learning_rate",
+    "lr_scheduler": "hyper_parameters.lr_scheduler",
+    "warmup_ratio": "hyper_parameters.warmup_ratio",
+    "warmup_steps": "hyper_parameters.warmup_steps",
+    "weight_decay": "hyper_parameters.weight_decay",
+    "batch_size": "hyper_parameters.per_device_batch_size",
+    "grad_accum": "hyper_parameters.gradient_accumulation_steps",
+    "max_seq_len": "hyper_parameters.max_seq_length",
+    "packing": "hyper_parameters.packing",
+    "seed": "hyper_parameters.seed",
+    "precision": "hyper_parameters.precision",
+    "gradient_checkpointing": "hyper_parameters.gradient_checkpointing",
+    "optimizer": "hyper_parameters.optimizer",
+    "max_grad_norm": "hyper_parameters.max_grad_norm",
+    "strategy": "distribution.strategy",
+    "zero_stage": "distribution.zero_stage",
+    "offload_optimizer": "distribution.offload_optimizer",
+    "offload_params": "distribution.offload_params",
+    "deepspeed": "distribution.deepspeed_config_json",
+    "workers": "distribution.resources.num_workers",
+    "cpus_per_worker": "distribution.resources.cpus_per_worker",
+    "gpus_per_worker": "distribution.resources.gpus_per_worker",
+    "save_every": "checkpointing.save_every_steps",
+    "keep_last": "checkpointing.keep_last",
+    "resume": "checkpointing.resume_enabled",
+    "label": "labels",
+    "beta": "dpo.beta",
+    "loss_type": "dpo.loss_type",
+    "reference_model": "dpo.reference_model",
+    "label_smoothing": "dpo.label_smoothing",
+}
+# The options naming the job's inputs, and their fields.
+INPUT_FIELDS = {"model": "base_model", "dataset": "dataset", "eval_dataset": "eval_dataset"}
+
+# Other spellings of our options: Hugging Face `TrainingArguments`, ms-swift, LLaMA-Factory.
+ALIASES = {
+    "model": ("--model-name-or-path", "--model_name_or_path"),
+    "output": ("--output-name",),
+    "tuner": ("--train-type", "--train_type", "--finetuning-type", "--finetuning_type"),
+    "lora_rank": ("--lora_rank",),
+    "lora_alpha": ("--lora_alpha",),
+    "lora_dropout": ("--lora_dropout",),
+    "target_modules": ("--target_modules", "--lora-target", "--lora_target"),
+    "quantization_bit": ("--quantization_bit",),
+    "epochs": ("--num-train-epochs", "--num_train_epochs"),
+    "max_steps": ("--max_steps",),
+    "learning_rate": ("--learning-rate", "--learning_rate"),
+    "lr_scheduler": ("--lr-scheduler-type", "--lr_scheduler_type"),
+    "warmup_ratio": ("--warmup_ratio",),
+    "warmup_steps": ("--warmup_steps",),
+    "weight_decay": ("--weight_decay",),
+    "batch_size": ("--per-device-train-batch-size", "--per_device_train_batch_size"),
+    "grad_accum": ("--gradient-accumulation-steps", "--gradient_accumulation_steps"),
+    "max_seq_len": ("--max-length", "--max_length", "--cutoff-len", "--cutoff_len"),
+    "gradient_checkpointing": ("--gradient_checkpointing",),
+}
+# Flags standing for a value of an option: `--bf16` is `--precision bf16`; `--no-X` turns X off.
+FLAG_ALIASES = {
+    "precision": {"--bf16": "bf16", "--fp16": "fp16"},
+    "double_quant": {"--no-double-quant": False},
+    "packing": {"--no-packing": False},
+    "gradient_checkpointing": {"--no-gradient-checkpointing": False},
+    "offload_optimizer": {"--no-offload-optimizer": False},
+    "offload_params": {"--no-offload-params": False},
+    "resume": {"--no-resume": False},
+}
+
+# ms-swift's `--deepspeed` presets: ZeRO stage, optimizer offload, parameter offload.
+DEEPSPEED_PRESETS = {
+    "zero0": (0, False, False),
+    "zero1": (1, False, False),
+    "zero2": (2, False, False),
+    "zero3": (3, False, False),
+    "zero2_offload": (2, True, False),
+    "zero3_offload": (3, True, True),
+}
+# Tuners of other trainers with no counterpart here, and what to use instead.
+TUNER_HINTS = {
+    "freeze": "training only some layers is not offered; use lora, or full for every weight",
+}
+
+
+class TrainingCommand(AliasedCommand):
+    """`sft`, `pt` and `dpo`: our options, with the familiar spellings as aliases."""
+
+    aliases = ALIASES
+    flag_aliases = FLAG_ALIASES
 
 
 def dataset_model_name(path: Path) -> str:
@@ -76,93 +197,167 @@ def _job_labels(values: list[str]) -> dict[str, str]:
     return out
 
 
-def build_spec(task: int, **o) -> trainer_pb2.TrainJobSpec:
-    """Builds a spec from the command-line options (zero values keep the service defaults).
+def build_spec(
+    task: int, flags: Mapping[str, Any], base: trainer_pb2.TrainJobSpec | None = None
+) -> trainer_pb2.TrainJobSpec:
+    """The spec of a training command without its inputs (model and datasets): a job
+    file's spec with the options given on the command line set over it.
 
     Args:
         task: The `TrainTask` value.
-        **o: The training command's options by parameter name, plus `dataset_ref` (and
-            `eval_dataset_ref`): the registry references the datasets resolved to.
+        flags: The options given, by parameter name (the inputs excluded); an enum
+            option holds the enum's number.
+        base: The spec read from a job file, if any.
 
     Raises:
-        typer.BadParameter: an enum option or a `--label` is not understood.
-        RefError: a model or dataset reference is malformed.
+        typer.BadParameter: a `--label` or `--deepspeed` value is not understood.
+        RefError: `--reference-model` is malformed.
     """
-    spec = trainer_pb2.TrainJobSpec(task=task, base_model=parse_ref(o["model"]))
-    spec.dataset.CopyFrom(parse_ref(o["dataset_ref"]))
-    if o.get("eval_dataset_ref"):
-        spec.eval_dataset.CopyFrom(parse_ref(o["eval_dataset_ref"]))
-    spec.dataset_format = parse_choice(
-        trainer_pb2.DatasetFormat, o["dataset_format"], "--dataset-format"
-    )
-    spec.output_name = o["output"] or ""
-    tuner = o["tuner"]
-    if o["quantization_bit"]:
-        tuner = "qlora"  # `--quantization-bit 4 --lora-dtype nf4` is QLoRA
-    spec.tuner = parse_choice(trainer_pb2.Tuner, tuner, "--tuner")
-    spec.lora.rank = o["lora_rank"]
-    spec.lora.alpha = o["lora_alpha"]
-    spec.lora.dropout = o["lora_dropout"]
-    spec.lora.target_modules.extend(t for t in (o["target_modules"] or "").split(",") if t)
-    spec.lora.modules_to_save.extend(t for t in (o["modules_to_save"] or "").split(",") if t)
-    if o["quantization_bit"]:
-        spec.quantization.bits = o["quantization_bit"]
-    if o["lora_dtype"]:
-        spec.quantization.quant_type = parse_choice(
-            trainer_pb2.QuantType, o["lora_dtype"], "--lora-dtype"
-        )
-    spec.quantization.double_quant = o["double_quant"]
-    h = spec.hyper_parameters
-    h.epochs = o["epochs"]
-    h.max_steps = o["max_steps"]
-    h.learning_rate = o["learning_rate"]
-    if o["lr_scheduler"]:
-        h.lr_scheduler = parse_choice(trainer_pb2.LrScheduler, o["lr_scheduler"], "--lr-scheduler")
-    h.warmup_ratio = o["warmup_ratio"]
-    h.warmup_steps = o["warmup_steps"]
-    h.weight_decay = o["weight_decay"]
-    h.per_device_batch_size = o["batch_size"]
-    h.gradient_accumulation_steps = o["grad_accum"]
-    h.max_seq_length = o["max_seq_len"]
-    h.packing = o["packing"]
-    if o["seed"] is not None:
-        h.seed = o["seed"]
-    if o["precision"]:
-        h.precision = parse_choice(trainer_pb2.Precision, o["precision"], "--precision")
-    h.gradient_checkpointing = o["gradient_checkpointing"]
-    if o["optimizer"]:
-        h.optimizer = parse_choice(trainer_pb2.Optimizer, o["optimizer"], "--optimizer")
-    if o["max_grad_norm"] is not None:
-        h.max_grad_norm = o["max_grad_norm"]
-    d = spec.distribution
-    if o["strategy"]:
-        d.strategy = parse_choice(trainer_pb2.DistributionStrategy, o["strategy"], "--strategy")
-    if o["zero_stage"] is not None:
-        d.zero_stage = o["zero_stage"]
-    d.offload_optimizer = o["offload_optimizer"]
-    d.offload_params = o["offload_params"]
-    if o["deepspeed"]:
-        d.deepspeed_config_json = Path(o["deepspeed"]).read_text()
-    d.resources.num_workers = o["workers"]
-    d.resources.cpus_per_worker = o["cpus_per_worker"]
-    d.resources.gpus_per_worker = o["gpus_per_worker"]
-    c = spec.checkpointing
-    c.save_every_steps = o["save_every"]
-    c.keep_last = o["keep_last"]
-    if o["no_resume"]:
-        c.resume_enabled = False
-    for key, value in _job_labels(o["label"]).items():
-        spec.labels[key] = value
-    if task == trainer_pb2.TRAIN_TASK_DPO:
-        spec.dpo.beta = o["beta"]
-        spec.dpo.label_smoothing = o["label_smoothing"]
-        if o["loss_type"]:
-            spec.dpo.loss_type = parse_choice(
-                trainer_pb2.DpoLossType, o["loss_type"], "--loss-type"
-            )
-        if o["reference_model"]:
-            spec.dpo.reference_model.CopyFrom(parse_ref(o["reference_model"]))
+    spec = trainer_pb2.TrainJobSpec()
+    if base is not None:
+        spec.CopyFrom(base)
+    spec.task = task
+    if "deepspeed" in flags:  # first, so that --strategy or --zero-stage beside it win
+        _apply_deepspeed(spec.distribution, flags["deepspeed"])
+    for name, value in flags.items():
+        if name == "label":
+            spec.labels.update(_job_labels(value))
+        elif name != "deepspeed":
+            _set_field(spec, FIELDS[name], _CONVERSIONS.get(name, _unchanged)(value))
+    if "quantization_bit" in flags and spec.tuner in (
+        trainer_pb2.TUNER_UNSPECIFIED,
+        trainer_pb2.TUNER_LORA,
+    ):
+        spec.tuner = trainer_pb2.TUNER_QLORA  # `--quantization-bit 4` on LoRA is QLoRA
     return spec
+
+
+def _set_field(spec: trainer_pb2.TrainJobSpec, path: str, value: Any) -> None:
+    *parents, name = path.split(".")
+    message = spec
+    for parent in parents:
+        message = getattr(message, parent)
+    f = message.DESCRIPTOR.fields_by_name[name]
+    if f.is_repeated:
+        del getattr(message, name)[:]
+        getattr(message, name).extend(value)
+    elif f.message_type is not None:
+        getattr(message, name).CopyFrom(value)
+    else:
+        setattr(message, name, value)
+
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _modules(text: str) -> list[str]:
+    """A comma-separated module list; LLaMA-Factory's `all` is our `all-linear`."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    return ["all-linear" if name == "all" else name for name in names]
+
+
+_CONVERSIONS = {
+    "target_modules": _modules,
+    "modules_to_save": _modules,
+    "reference_model": parse_ref,
+}
+
+
+def _apply_deepspeed(d: trainer_pb2.DistributionConfig, value: str) -> None:
+    """`--deepspeed`: a preset name (ms-swift's) or a DeepSpeed JSON file.
+
+    Raises:
+        typer.BadParameter: it is neither.
+    """
+    preset = DEEPSPEED_PRESETS.get(value.strip().lower().replace("-", "_"))
+    if preset is not None:
+        d.strategy = trainer_pb2.DISTRIBUTION_STRATEGY_DEEPSPEED
+        d.zero_stage, d.offload_optimizer, d.offload_params = preset
+        return
+    path = Path(value)
+    if not path.is_file():
+        raise typer.BadParameter(
+            f"{value!r} is neither a file nor one of {', '.join(DEEPSPEED_PRESETS)}",
+            param_hint="--deepspeed",
+        )
+    d.deepspeed_config_json = path.read_text()
+
+
+def _run(ctx: typer.Context, task: int, task_name: str, options: dict) -> None:
+    """Builds the spec from the job file and the flags given, checks it, then prints it
+    (`--print-config`) or submits it.
+
+    Raises:
+        typer.Exit: the job file or the spec has problems (exit code 2; they are printed).
+        typer.BadParameter: the model or the dataset is given nowhere.
+    """
+    spellings = {
+        p.name: [*p.opts, *ALIASES.get(p.name, ()), *FLAG_ALIASES.get(p.name, {})]
+        for p in ctx.command.params
+    }
+    job = None
+    if options["config"] is not None:
+        fields = {**FIELDS, **INPUT_FIELDS}
+        familiar = {
+            s.lstrip("-").replace("-", "_"): fields[name]
+            for name, names in spellings.items()
+            if name in fields
+            for s in names
+        }
+        try:
+            job = load_job_file(options["config"], task, familiar)
+        except JobFileError as exc:
+            _refuse(f"{options['config']} cannot be used:", exc.problems)
+    flags = {name: value for name, value in options.items() if name in FIELDS and value is not None}
+    spec = build_spec(task, flags, job.spec if job is not None else None)
+    inputs = dict(job.inputs) if job is not None else {}
+    inputs.update({f: options[name] for name, f in INPUT_FIELDS.items() if options[name]})
+    for name in ("model", "dataset"):
+        if INPUT_FIELDS[name] not in inputs:
+            raise typer.BadParameter(
+                f"missing: give it, or `{INPUT_FIELDS[name]}:` in a job file with --config",
+                param_hint=f"--{name}",
+            )
+    problems = spec_problems(spec, job, {FIELDS[name]: spellings[name][0] for name in flags})
+    if problems:
+        _refuse("the job cannot run as given:", problems)
+    if options["print_config"]:
+        sys.stdout.write(dump_job_file(spec, _file_inputs(inputs), _with_defaults(spec, inputs)))
+        return
+    options.update(
+        model=inputs["base_model"],
+        dataset=inputs["dataset"],
+        eval_dataset=inputs.get("eval_dataset"),
+    )
+    _submit(task_name, options, spec)
+
+
+def _refuse(title: str, problems: list[str]) -> None:
+    """Prints problems under a title and exits with code 2.
+
+    Raises:
+        typer.Exit: always.
+    """
+    err_console.print(f"[red]error:[/] {title}", soft_wrap=True)
+    for line in problems:
+        err_console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _file_inputs(inputs: dict[str, str]) -> dict[str, str]:
+    """The inputs as a printed job file gives them: local files by absolute path, so the
+    file works from any directory."""
+    return {k: str(Path(v).resolve()) if Path(v).is_file() else v for k, v in inputs.items()}
+
+
+def _with_defaults(spec: trainer_pb2.TrainJobSpec, inputs: dict[str, str]):
+    """The spec with the trainer's defaults filled in, as far as they are known here."""
+    full = trainer_pb2.TrainJobSpec()
+    full.CopyFrom(spec)
+    with contextlib.suppress(RefError):  # not a reference yet: no default output name
+        full.base_model.CopyFrom(parse_ref(inputs["base_model"]))
+    return fill_defaults(full)
 
 
 def _resolve_dataset(value: str, task: str, fmt: str, registry: str | None) -> str:
@@ -206,11 +401,9 @@ def _base_model(value: str, registry: str | None) -> str:
     return pinned(version)
 
 
-def _submit(task: int, task_name: str, options: dict) -> None:
+def _submit(task_name: str, options: dict, spec: trainer_pb2.TrainJobSpec) -> None:
     options["model"] = _base_model(options["model"], options["registry"])
-    fmt_value = parse_choice(
-        trainer_pb2.DatasetFormat, options["dataset_format"], "--dataset-format"
-    )
+    fmt_value = spec.dataset_format or trainer_pb2.DATASET_FORMAT_AUTO
     fmt = label(trainer_pb2.DatasetFormat, fmt_value).lower()
     options["dataset_ref"] = _resolve_dataset(
         options["dataset"], task_name, fmt, options["registry"]
@@ -219,7 +412,10 @@ def _submit(task: int, task_name: str, options: dict) -> None:
         options["eval_dataset_ref"] = _resolve_dataset(
             options["eval_dataset"], task_name, fmt, options["registry"]
         )
-    spec = build_spec(task, **options)
+    spec.base_model.CopyFrom(parse_ref(options["model"]))
+    spec.dataset.CopyFrom(parse_ref(options["dataset_ref"]))
+    if options["eval_dataset"]:
+        spec.eval_dataset.CopyFrom(parse_ref(options["eval_dataset_ref"]))
     with trainer_client(options["trainer"]) as trainer:
         if options["plan"]:
             print_plan(trainer.plan(spec))
@@ -228,7 +424,7 @@ def _submit(task: int, task_name: str, options: dict) -> None:
         console.print(f"submitted {job.id}")
         if options["detach"]:
             return
-        final = follow(trainer, job.id)
+        final = follow(trainer, job.id, reattach=f"forgeline jobs follow {job.id}")
     if final.state != common_pb2.JOB_STATE_SUCCEEDED:
         raise typer.Exit(1)
 
@@ -270,128 +466,189 @@ def print_plan(plan: trainer_pb2.PlanTrainJobResponse) -> None:
 
 def _training_command(task: int, task_name: str, help_text: str, dpo: bool = False):
     def command(
+        ctx: typer.Context,
         model: Annotated[
-            str, typer.Option(help="Base model reference, e.g. smollm2-135m-instruct.")
-        ],
+            str | None, typer.Option(help="Base model reference, e.g. smollm2-135m-instruct.")
+        ] = None,
         dataset: Annotated[
-            str, typer.Option(help="Local JSON/JSONL/CSV/Parquet file or a DATASET reference.")
-        ],
+            str | None,
+            typer.Option(help="Local JSON/JSONL/CSV/Parquet file or a DATASET reference."),
+        ] = None,
         output: Annotated[
-            str | None, typer.Option(help="Registry name of the result [<model>-<task>].")
+            str | None, typer.Option(help="Registry name of the result \\[<model>-<task>].")
         ] = None,
         eval_dataset: Annotated[
             str | None, typer.Option(help="Held-out file or DATASET reference.")
         ] = None,
         dataset_format: Annotated[
-            str, typer.Option(help=f"{choices_help(trainer_pb2.DatasetFormat)}.")
-        ] = "auto",
-        tuner: Annotated[str, typer.Option(help=f"{choices_help(trainer_pb2.Tuner)}.")] = "lora",
-        lora_rank: Annotated[int, typer.Option(help="Adapter rank [8].")] = 0,
-        lora_alpha: Annotated[int, typer.Option(help="Adapter alpha [2 x rank].")] = 0,
-        lora_dropout: Annotated[float, typer.Option(help="Adapter dropout.")] = 0.0,
+            int | None, choice_option(trainer_pb2.DatasetFormat, help="Record layout \\[auto].")
+        ] = None,
+        tuner: Annotated[
+            int | None,
+            choice_option(trainer_pb2.Tuner, help="What is trained \\[lora].", hints=TUNER_HINTS),
+        ] = None,
+        lora_rank: Annotated[int | None, typer.Option(min=0, help="Adapter rank [8].")] = None,
+        lora_alpha: Annotated[
+            int | None, typer.Option(min=0, help="Adapter alpha [2 x rank].")
+        ] = None,
+        lora_dropout: Annotated[float | None, typer.Option(help="Adapter dropout.")] = None,
         target_modules: Annotated[
             str | None,
-            typer.Option(help="Comma-separated modules, or all-linear [per architecture]."),
+            typer.Option(help="Comma-separated modules, or all-linear \\[per architecture]."),
         ] = None,
         modules_to_save: Annotated[
             str | None, typer.Option(help="Comma-separated modules trained in full.")
         ] = None,
         quantization_bit: Annotated[
-            int, typer.Option(help="4 or 8: QLoRA on a quantized base.")
-        ] = 0,
+            int | None, typer.Option(min=0, help="4 or 8: QLoRA on a quantized base.")
+        ] = None,
         lora_dtype: Annotated[
-            str | None,
-            typer.Option(help=f"Quantized base type: {choices_help(trainer_pb2.QuantType)}."),
+            int | None, choice_option(trainer_pb2.QuantType, help="Quantized base type.")
         ] = None,
         double_quant: Annotated[
-            bool, typer.Option(help="Quantize the quantization scales too.")
-        ] = False,
-        epochs: Annotated[int, typer.Option(help="Passes over the data [1].")] = 0,
-        max_steps: Annotated[int, typer.Option(help="Stop after this many optimizer steps.")] = 0,
-        learning_rate: Annotated[
-            float, typer.Option("--lr", help="Peak learning rate [2e-4 adapters, 2e-5 full].")
-        ] = 0.0,
-        lr_scheduler: Annotated[
-            str | None, typer.Option(help=f"{choices_help(trainer_pb2.LrScheduler)}.")
+            bool | None,
+            typer.Option("--double-quant", help="Quantize the quantization scales too."),
         ] = None,
-        warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps warming up.")] = 0.0,
+        epochs: Annotated[int | None, typer.Option(min=0, help="Passes over the data [1].")] = None,
+        max_steps: Annotated[
+            int | None, typer.Option(min=0, help="Stop after this many optimizer steps.")
+        ] = None,
+        learning_rate: Annotated[
+            float | None,
+            typer.Option("--lr", help="Peak learning rate [2e-4 adapters, 2e-5 full]."),
+        ] = None,
+        lr_scheduler: Annotated[
+            int | None,
+            choice_option(trainer_pb2.LrScheduler, help="Schedule after warm-up \\[linear]."),
+        ] = None,
+        warmup_ratio: Annotated[
+            float | None, typer.Option(help="Fraction of steps warming up.")
+        ] = None,
         warmup_steps: Annotated[
-            int, typer.Option(help="Steps warming up (wins over the ratio).")
-        ] = 0,
-        weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.0,
+            int | None, typer.Option(min=0, help="Steps warming up (wins over the ratio).")
+        ] = None,
+        weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.")] = None,
         batch_size: Annotated[
-            int, typer.Option(help="Sequences per worker per micro-batch [1].")
-        ] = 0,
-        grad_accum: Annotated[int, typer.Option(help="Micro-batches per optimizer step [1].")] = 0,
+            int | None, typer.Option(min=0, help="Sequences per worker per micro-batch [1].")
+        ] = None,
+        grad_accum: Annotated[
+            int | None, typer.Option(min=0, help="Micro-batches per optimizer step [1].")
+        ] = None,
         max_seq_len: Annotated[
-            int, typer.Option(help="Tokens per sequence [min(context, 2048)].")
-        ] = 0,
-        packing: Annotated[bool, typer.Option(help="Pack short sequences into full rows.")] = False,
-        seed: Annotated[int | None, typer.Option(help="Random seed [42].")] = None,
+            int | None, typer.Option(min=0, help="Tokens per sequence \\[min(context, 2048)].")
+        ] = None,
+        packing: Annotated[
+            bool | None,
+            typer.Option("--packing", help="Pack short sequences into full rows."),
+        ] = None,
+        seed: Annotated[int | None, typer.Option(min=0, help="Random seed [42].")] = None,
         precision: Annotated[
-            str | None,
-            typer.Option(help=f"{choices_help(trainer_pb2.Precision)} [bf16 on GPU, fp32 on CPU]."),
+            int | None,
+            choice_option(
+                trainer_pb2.Precision, help="Training precision \\[bf16 on GPU, fp32 on CPU]."
+            ),
         ] = None,
         gradient_checkpointing: Annotated[
-            bool, typer.Option(help="Recompute activations to save memory.")
-        ] = False,
+            bool | None,
+            typer.Option(
+                "--gradient-checkpointing",
+                help="Recompute activations to save memory.",
+            ),
+        ] = None,
         optimizer: Annotated[
-            str | None, typer.Option(help=f"{choices_help(trainer_pb2.Optimizer)}.")
+            int | None, choice_option(trainer_pb2.Optimizer, help="Optimizer \\[adamw].")
         ] = None,
         max_grad_norm: Annotated[
             float | None, typer.Option(help="Gradient clipping norm [1.0; 0 disables].")
         ] = None,
-        workers: Annotated[int, typer.Option(help="Ray Train workers [1].")] = 0,
+        workers: Annotated[int | None, typer.Option(min=0, help="Ray Train workers [1].")] = None,
         cpus_per_worker: Annotated[
-            float, typer.Option(help="CPUs per worker [an equal share].")
-        ] = 0.0,
-        gpus_per_worker: Annotated[float, typer.Option(help="GPUs per worker [0: CPU].")] = 0.0,
+            float | None, typer.Option(help="CPUs per worker \\[an equal share].")
+        ] = None,
+        gpus_per_worker: Annotated[
+            float | None, typer.Option(help="GPUs per worker [0: CPU].")
+        ] = None,
         strategy: Annotated[
-            str | None,
-            typer.Option(help=f"{choices_help(trainer_pb2.DistributionStrategy)} [auto]."),
+            int | None,
+            choice_option(
+                trainer_pb2.DistributionStrategy, help="How workers share the job \\[auto]."
+            ),
         ] = None,
         zero_stage: Annotated[
-            int | None, typer.Option(help="DeepSpeed ZeRO stage 0-3 [2].")
+            int | None, typer.Option(min=0, help="DeepSpeed ZeRO stage 0-3 [2].")
         ] = None,
         offload_optimizer: Annotated[
-            bool, typer.Option(help="DeepSpeed: optimizer state in host memory.")
-        ] = False,
-        offload_params: Annotated[
-            bool, typer.Option(help="DeepSpeed ZeRO-3: parameters in host memory.")
-        ] = False,
-        deepspeed: Annotated[
-            str | None, typer.Option(help="DeepSpeed JSON file merged over the generated config.")
+            bool | None,
+            typer.Option(
+                "--offload-optimizer",
+                help="DeepSpeed: optimizer state in host memory.",
+            ),
         ] = None,
-        save_every: Annotated[int, typer.Option(help="Checkpoint every N steps [each epoch].")] = 0,
-        keep_last: Annotated[int, typer.Option(help="Keep the newest N checkpoints [all].")] = 0,
-        no_resume: Annotated[
-            bool, typer.Option(help="Fail instead of resuming after a restart.")
-        ] = False,
+        offload_params: Annotated[
+            bool | None,
+            typer.Option(
+                "--offload-params",
+                help="DeepSpeed ZeRO-3: parameters in host memory.",
+            ),
+        ] = None,
+        deepspeed: Annotated[
+            str | None,
+            typer.Option(
+                help="DeepSpeed JSON file merged over the generated config, or a preset: "
+                f"{', '.join(DEEPSPEED_PRESETS)}."
+            ),
+        ] = None,
+        save_every: Annotated[
+            int | None, typer.Option(min=0, help="Checkpoint every N steps \\[each epoch].")
+        ] = None,
+        keep_last: Annotated[
+            int | None, typer.Option(min=0, help="Keep the newest N checkpoints \\[all].")
+        ] = None,
+        resume: Annotated[
+            bool | None,
+            typer.Option("--resume", help="Resume from a checkpoint after a restart \\[yes]."),
+        ] = None,
         label: Annotated[
             list[str] | None, typer.Option(help="KEY=VALUE label (repeatable).")
         ] = None,
-        beta: Annotated[float, typer.Option(help="DPO beta [0.1].", hidden=not dpo)] = 0.0,
+        beta: Annotated[float | None, typer.Option(help="DPO beta [0.1].", hidden=not dpo)] = None,
         loss_type: Annotated[
-            str | None,
-            typer.Option(
-                help=f"DPO loss: {choices_help(trainer_pb2.DpoLossType)}.", hidden=not dpo
-            ),
+            int | None,
+            choice_option(trainer_pb2.DpoLossType, help="DPO loss \\[sigmoid].", hidden=not dpo),
         ] = None,
         reference_model: Annotated[
-            str | None, typer.Option(help="DPO reference [the base].", hidden=not dpo)
+            str | None, typer.Option(help="DPO reference \\[the base].", hidden=not dpo)
         ] = None,
         label_smoothing: Annotated[
-            float, typer.Option(help="DPO label smoothing.", hidden=not dpo)
-        ] = 0.0,
-        plan: Annotated[bool, typer.Option(help="Only check the spec and show the plan.")] = False,
-        detach: Annotated[bool, typer.Option(help="Submit and return without following.")] = False,
+            float | None, typer.Option(help="DPO label smoothing.", hidden=not dpo)
+        ] = None,
+        config: Annotated[
+            Path | None,
+            typer.Option(
+                exists=True,
+                dir_okay=False,
+                help="Job file (YAML or JSON) to start from; flags given override it.",
+            ),
+        ] = None,
+        print_config: Annotated[
+            bool,
+            typer.Option(
+                "--print-config",
+                help="Print the job as a job file (YAML) for --config; run nothing.",
+            ),
+        ] = False,
+        plan: Annotated[
+            bool, typer.Option("--plan", help="Only check the spec and show the plan.")
+        ] = False,
+        detach: Annotated[
+            bool, typer.Option("--detach", help="Submit and return without following.")
+        ] = False,
         trainer: TrainerOption = None,
         registry: RegistryOption = None,
     ) -> None:
         # locals() also holds the closure's free variables; keep the options only.
-        options = {k: v for k, v in locals().items() if k not in ("task", "task_name", "dpo")}
-        options["label"] = options["label"] or []
-        _submit(task, task_name, options)
+        options = {k: v for k, v in locals().items() if k not in ("task", "task_name", "ctx")}
+        _run(ctx, task, task_name, options)
 
     command.__doc__ = help_text
     return command
@@ -399,21 +656,21 @@ def _training_command(task: int, task_name: str, help_text: str, dpo: bool = Fal
 
 def register(app: typer.Typer) -> None:
     """Adds `sft`, `pt` and `dpo` to the `forgeline` app."""
-    app.command("sft")(
+    app.command("sft", cls=TrainingCommand)(
         _training_command(
             trainer_pb2.TRAIN_TASK_SFT,
             "sft",
             "Supervised fine-tuning on conversations (loss on the answers).",
         )
     )
-    app.command("pt")(
+    app.command("pt", cls=TrainingCommand)(
         _training_command(
             trainer_pb2.TRAIN_TASK_PRETRAIN,
             "pretrain",
             "Continued pre-training on plain text (loss on every token).",
         )
     )
-    app.command("dpo")(
+    app.command("dpo", cls=TrainingCommand)(
         _training_command(
             trainer_pb2.TRAIN_TASK_DPO,
             "dpo",
