@@ -127,3 +127,48 @@ def test_sft_on_a_model_neither_registered_nor_cached_registers_and_submits_noth
     assert "acme/not-downloaded" in run.exception.message
     assert trainer.planned == [] and trainer.submitted == []
     assert list(registry.list_versions()) == []
+
+
+def test_stack_merges_an_adapter_first_and_trains_on_the_merged_version(
+    run_cli, registry_server, registry, trainer, tmp_path, monkeypatch
+):
+    from forgeline.client.refs import parse_ref
+    from forgeline.client.transfer import push_folder
+    from forgeline.v1 import quantizer_pb2, registry_pb2
+
+    base = push_folder(
+        registry, write_tiny_model(tmp_path / "tiny"), "tiny", registry_pb2.VERSION_KIND_BASE
+    )
+    adapter_dir = tmp_path / "adapter"
+    adapter_dir.mkdir()
+    (adapter_dir / "adapter_config.json").write_text('{"r": 4}')
+    push_folder(
+        registry, adapter_dir, "law", registry_pb2.VERSION_KIND_ADAPTER, parents=["tiny:1"]
+    )
+    merges: list[quantizer_pb2.QuantizeJobSpec] = []
+
+    def merged(spec, quantizer):
+        merges.append(spec)
+        return common_pb2.Job(state=common_pb2.JOB_STATE_SUCCEEDED, outputs=[parse_ref("law-merged:1")])
+
+    monkeypatch.setattr("forgeline.cli.training.submit_and_follow", merged)
+
+    run = run_cli(
+        "sft", "--model", "law:1", "--stack", "--dataset", "facts:1", "--plan",
+        "--registry", registry_server.address,
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert [(m.source.name, m.source.version, m.operation) for m in merges] == [
+        ("law", 1, quantizer_pb2.QUANTIZE_OPERATION_MERGE)
+    ]
+    (planned,) = trainer.planned
+    assert (planned.base_model.name, planned.base_model.version) == ("law-merged", 1)
+
+    # --stack on anything but an adapter is refused before any job.
+    run = run_cli(
+        "sft", "--model", "tiny:1", "--stack", "--dataset", "facts:1", "--plan",
+        "--registry", registry_server.address,
+    )  # fmt: skip
+    assert run.exit_code == 2
+    assert "tiny:1 is a BASE version" in run.output and len(merges) == 1
+    assert base.number == 1

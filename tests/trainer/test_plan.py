@@ -305,11 +305,54 @@ def test_an_unknown_reference_is_a_violation_of_its_field(planner):
 
 
 def test_a_version_of_the_wrong_kind_names_the_field_and_both_kinds(planner):
-    plan = planner.plan(sft_spec(base="facts-adapter", dataset="smollm2:2"))
+    plan = planner.plan(sft_spec(base="facts", dataset="smollm2:2"))
     assert plan.problems.fields() == ["spec.base_model", "spec.dataset"]
-    adapter, model = (v.description for v in plan.problems)
-    assert "facts-adapter:1" in adapter and "ADAPTER" in adapter and "BASE or MERGED" in adapter
+    data, model = (v.description for v in plan.problems)
+    assert "facts:2" in data and "DATASET" in data and "BASE or MERGED or ADAPTER" in data
     assert "smollm2:2" in model and "BASE" in model and "expected DATASET" in model
+
+
+@pytest.fixture
+def staged(cache: FakeCache, tmp_path: Path) -> FakeCache:
+    """`law-lora:1`, a rank-16 LoRA adapter of `smollm2:2` on q/k/v."""
+    folder = tmp_path / "law-lora"
+    folder.mkdir()
+    shape = {"r": 16, "lora_alpha": 32, "target_modules": ["v_proj", "q_proj", "k_proj"]}
+    (folder / "adapter_config.json").write_text(json.dumps(shape))
+    cache.add("law-lora", 1, registry_pb2.VERSION_KIND_ADAPTER, folder)
+    cache.versions[-1][0].parents.append(parse_ref("smollm2:2"))
+    return cache
+
+
+def test_an_adapter_is_continued_on_its_base_with_its_own_shape(staged, tokenizer):
+    planner = Planner(staged, tokenizer_loader=lambda _: tokenizer)
+    spec = sft_spec(base="law-lora")
+    spec.lora.Clear()
+    plan = planner.plan(spec)
+    assert plan.ok, list(plan.problems)
+    assert (plan.base.model, plan.base.number) == ("smollm2", 2)
+    assert (plan.adapter.model, plan.adapter.number) == ("law-lora", 1)
+    lora = plan.spec.lora
+    assert (lora.rank, lora.alpha, sorted(lora.target_modules)) == (
+        16,
+        32,
+        ["k_proj", "q_proj", "v_proj"],
+    )
+    assert plan.spec.output_name == "law-lora"  # its next version
+    assert (plan.spec.base_model.name, plan.spec.base_model.version) == ("law-lora", 1)
+
+
+def test_continuing_an_adapter_refuses_another_shape_full_tuning_and_dora(staged, tokenizer):
+    planner = Planner(staged, tokenizer_loader=lambda _: tokenizer)
+    spec = sft_spec(base="law-lora")  # rank 4 on q/v: not the adapter's shape
+    plan = planner.plan(spec)
+    assert plan.problems.fields() == ["spec.lora.rank", "spec.lora.target_modules"]
+    assert "keeps its rank 16" in next(iter(plan.problems)).description
+    for tuner in (trainer_pb2.TUNER_FULL, trainer_pb2.TUNER_DORA):
+        spec = sft_spec(base="law-lora")
+        spec.lora.Clear()
+        spec.tuner = tuner
+        assert planner.plan(spec).problems.fields() == ["spec.tuner"]
 
 
 def test_dataset_problems_name_file_line_and_field(planner):

@@ -40,7 +40,12 @@ NameOption = Annotated[
 QUANTIZE_METHODS = {m.value for m in Method} - {Method.NONE.value, Method.GGUF.value}
 
 
-def _submit(spec: quantizer_pb2.QuantizeJobSpec, quantizer: str | None) -> common_pb2.Job:
+def submit_and_follow(spec: quantizer_pb2.QuantizeJobSpec, quantizer: str | None) -> common_pb2.Job:
+    """Submits a quantizer job and follows it to its end; returns the SUCCEEDED job.
+
+    Raises:
+        typer.Exit: the job did not succeed (its error was printed).
+    """
     with quantizer_client(quantizer) as client:
         job = client.submit(spec)
         console.print(f"submitted {job.id}")
@@ -96,7 +101,7 @@ def merge(
         operation=quantizer_pb2.QUANTIZE_OPERATION_MERGE,
         output_name=name,
     )
-    _submit(spec, quantizer)
+    submit_and_follow(spec, quantizer)
 
 
 def quantize(
@@ -135,7 +140,7 @@ def quantize(
         local = Path(calibration)
         cal_ref = upload_calibration(local, registry) if local.is_file() else calibration
         spec.calibration_dataset.CopyFrom(parse_ref(cal_ref))
-    _submit(spec, quantizer)
+    submit_and_follow(spec, quantizer)
 
 
 def export(
@@ -159,7 +164,7 @@ def export(
         gguf_type=type,
         output_name=name,
     )
-    job = _submit(spec, quantizer)
+    job = submit_and_follow(spec, quantizer)
     if out is not None:
         with registry_client(registry) as client, transfer_progress() as progress:
             pulled = VersionCache(client, cache_dir() / "versions").pull(job.outputs[0], progress)

@@ -34,10 +34,11 @@ from forgeline.cli.jobfile import (
     spec_problems,
 )
 from forgeline.cli.jobs import TrainerOption, follow
+from forgeline.cli.quantize import QuantizerOption, submit_and_follow
 from forgeline.client.labels import label
-from forgeline.client.refs import RefError, parse_ref
+from forgeline.client.refs import RefError, format_ref, parse_ref
 from forgeline.trainer.config import fill_defaults
-from forgeline.v1 import common_pb2, registry_pb2, trainer_pb2
+from forgeline.v1 import common_pb2, quantizer_pb2, registry_pb2, trainer_pb2
 
 RegistryOption = Annotated[
     str | None, typer.Option("--registry", help="Registry address [FORGELINE_REGISTRY_ADDRESS].")
@@ -401,8 +402,36 @@ def _base_model(value: str, registry: str | None) -> str:
     return pinned(version)
 
 
+def _stacked_base(ref: str, registry: str | None, quantizer: str | None) -> str:
+    """Merges the ADAPTER `ref` into its base (a quantizer MERGE job); returns the MERGED
+    version a new adapter is then trained on.
+
+    Raises:
+        typer.BadParameter: `ref` is not an ADAPTER.
+        typer.Exit: the merge failed (its job's error is printed).
+    """
+    with registry_client(registry) as client:
+        version = client.get_version(ref)
+    if version.kind != registry_pb2.VERSION_KIND_ADAPTER:
+        kind = label(registry_pb2.VersionKind, version.kind)
+        raise typer.BadParameter(
+            f"{ref} is a {kind} version; --stack trains a new adapter on a base merged with "
+            "an ADAPTER",
+            param_hint="--stack",
+        )
+    console.print(f"merging {ref} into its base, to train a new adapter on top")
+    spec = quantizer_pb2.QuantizeJobSpec(
+        source=parse_ref(ref), operation=quantizer_pb2.QUANTIZE_OPERATION_MERGE
+    )
+    return format_ref(submit_and_follow(spec, quantizer).outputs[0])
+
+
 def _submit(task_name: str, options: dict, spec: trainer_pb2.TrainJobSpec) -> None:
     options["model"] = _base_model(options["model"], options["registry"])
+    if options["stack"]:
+        options["model"] = _stacked_base(
+            options["model"], options["registry"], options["quantizer"]
+        )
     fmt_value = spec.dataset_format or trainer_pb2.DATASET_FORMAT_AUTO
     fmt = label(trainer_pb2.DatasetFormat, fmt_value).lower()
     options["dataset_ref"] = _resolve_dataset(
@@ -643,8 +672,17 @@ def _training_command(task: int, task_name: str, help_text: str, dpo: bool = Fal
         detach: Annotated[
             bool, typer.Option("--detach", help="Submit and return without following.")
         ] = False,
+        stack: Annotated[
+            bool,
+            typer.Option(
+                "--stack",
+                help="With an ADAPTER as --model: merge it into its base and train a new "
+                "adapter on top (default: continue training that adapter).",
+            ),
+        ] = False,
         trainer: TrainerOption = None,
         registry: RegistryOption = None,
+        quantizer: QuantizerOption = None,
     ) -> None:
         # locals() also holds the closure's free variables; keep the options only.
         options = {k: v for k, v in locals().items() if k not in ("task", "task_name", "ctx")}
