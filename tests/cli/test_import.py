@@ -142,14 +142,14 @@ def test_stack_merges_an_adapter_first_and_trains_on_the_merged_version(
     adapter_dir = tmp_path / "adapter"
     adapter_dir.mkdir()
     (adapter_dir / "adapter_config.json").write_text('{"r": 4}')
-    push_folder(
-        registry, adapter_dir, "law", registry_pb2.VERSION_KIND_ADAPTER, parents=["tiny:1"]
-    )
+    push_folder(registry, adapter_dir, "law", registry_pb2.VERSION_KIND_ADAPTER, parents=["tiny:1"])
     merges: list[quantizer_pb2.QuantizeJobSpec] = []
 
     def merged(spec, quantizer):
         merges.append(spec)
-        return common_pb2.Job(state=common_pb2.JOB_STATE_SUCCEEDED, outputs=[parse_ref("law-merged:1")])
+        return common_pb2.Job(
+            state=common_pb2.JOB_STATE_SUCCEEDED, outputs=[parse_ref("law-merged:1")]
+        )
 
     monkeypatch.setattr("forgeline.cli.training.submit_and_follow", merged)
 
