@@ -6,7 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from forgeline.cli.training import ALIASES, FLAG_ALIASES
+from forgeline.cli.training_flags import ALIASES, FLAG_ALIASES
 from forgeline.v1 import trainer_pb2
 
 BASE = "smollm2-135m-instruct"

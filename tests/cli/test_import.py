@@ -151,7 +151,7 @@ def test_stack_merges_an_adapter_first_and_trains_on_the_merged_version(
             state=common_pb2.JOB_STATE_SUCCEEDED, outputs=[parse_ref("law-merged:1")]
         )
 
-    monkeypatch.setattr("forgeline.cli.training.submit_and_follow", merged)
+    monkeypatch.setattr("forgeline.cli.training_inputs.submit_and_follow", merged)
 
     run = run_cli(
         "sft", "--model", "law:1", "--stack", "--dataset", "facts:1", "--plan",

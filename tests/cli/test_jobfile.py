@@ -123,7 +123,7 @@ def test_a_local_dataset_in_a_job_file_is_uploaded_and_printed_absolute(
         uploaded.append((path, task, fmt))
         return "law-qa:4"
 
-    monkeypatch.setattr("forgeline.cli.training.upload_dataset", upload)
+    monkeypatch.setattr("forgeline.cli.training_inputs.upload_dataset", upload)
     (tmp_path / "law_qa.jsonl").write_text("{}\n")
     job = write(tmp_path / "job.yaml", f"base_model: {BASE}\ndataset: law_qa.jsonl\n")
     spec = plan(run_cli, trainer, "--config", str(job), "--dataset-format", "messages")

@@ -3,7 +3,7 @@
 The job comes from the flags, from a job file (`--config job.yaml`, see `jobfile`) with the
 flags given overriding it, or both. Familiar flags of Hugging Face `transformers`,
 ms-swift and LLaMA-Factory are aliases of ours (`--learning_rate`, `--num_train_epochs`,
-`--lora_target`, `--cutoff_len`, `--bf16`, ...; see `ALIASES`). The resulting spec is
+`--lora_target`, `--cutoff_len`, `--bf16`, ...; see `training_flags`). The resulting spec is
 checked with the trainer's own checks before anything else happens; `--print-config`
 then prints it as a job file and stops.
 
@@ -15,18 +15,16 @@ progress bar (step, loss, tokens/s, ETA) and exits non-zero unless it succeeds.
 """
 
 import contextlib
-import re
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from forgeline.cli.aliases import AliasedCommand
 from forgeline.cli.choices import choice_option
-from forgeline.cli.context import console, err_console, registry_client, trainer_client
+from forgeline.cli.context import console, err_console, trainer_client
 from forgeline.cli.jobfile import (
     JobFileError,
     dump_job_file,
@@ -34,111 +32,29 @@ from forgeline.cli.jobfile import (
     spec_problems,
 )
 from forgeline.cli.jobs import TrainerOption, follow
-from forgeline.cli.quantize import QuantizerOption, submit_and_follow
+from forgeline.cli.quantize import QuantizerOption
+from forgeline.cli.training_flags import (
+    ALIASES,
+    DEEPSPEED_PRESETS,
+    FIELDS,
+    FLAG_ALIASES,
+    INPUT_FIELDS,
+    TUNER_HINTS,
+    build_spec,
+)
+from forgeline.cli.training_inputs import (
+    resolve_base_model,
+    resolve_dataset,
+    stacked_base,
+)
 from forgeline.client.labels import label
-from forgeline.client.refs import RefError, format_ref, parse_ref
+from forgeline.client.refs import RefError, parse_ref
 from forgeline.trainer.config import fill_defaults
-from forgeline.v1 import common_pb2, quantizer_pb2, registry_pb2, trainer_pb2
+from forgeline.v1 import common_pb2, trainer_pb2
 
 RegistryOption = Annotated[
     str | None, typer.Option("--registry", help="Registry address [FORGELINE_REGISTRY_ADDRESS].")
 ]
-
-# The spec field each option sets (the inputs, model and datasets, are set on submission).
-FIELDS = {
-    "output": "output_name",
-    "dataset_format": "dataset_format",
-    "tuner": "tuner",
-    "lora_rank": "lora.rank",
-    "lora_alpha": "lora.alpha",
-    "lora_dropout": "lora.dropout",
-    "target_modules": "lora.target_modules",
-    "modules_to_save": "lora.modules_to_save",
-    "quantization_bit": "quantization.bits",
-    "lora_dtype": "quantization.quant_type",
-    "double_quant": "quantization.double_quant",
-    "epochs": "hyper_parameters.epochs",
-    "max_steps": "hyper_parameters.max_steps",
-    "learning_rate": "hyper_parameters.learning_rate",
-    "lr_scheduler": "hyper_parameters.lr_scheduler",
-    "warmup_ratio": "hyper_parameters.warmup_ratio",
-    "warmup_steps": "hyper_parameters.warmup_steps",
-    "weight_decay": "hyper_parameters.weight_decay",
-    "batch_size": "hyper_parameters.per_device_batch_size",
-    "grad_accum": "hyper_parameters.gradient_accumulation_steps",
-    "max_seq_len": "hyper_parameters.max_seq_length",
-    "packing": "hyper_parameters.packing",
-    "seed": "hyper_parameters.seed",
-    "precision": "hyper_parameters.precision",
-    "gradient_checkpointing": "hyper_parameters.gradient_checkpointing",
-    "optimizer": "hyper_parameters.optimizer",
-    "max_grad_norm": "hyper_parameters.max_grad_norm",
-    "strategy": "distribution.strategy",
-    "zero_stage": "distribution.zero_stage",
-    "offload_optimizer": "distribution.offload_optimizer",
-    "offload_params": "distribution.offload_params",
-    "deepspeed": "distribution.deepspeed_config_json",
-    "workers": "distribution.resources.num_workers",
-    "cpus_per_worker": "distribution.resources.cpus_per_worker",
-    "gpus_per_worker": "distribution.resources.gpus_per_worker",
-    "save_every": "checkpointing.save_every_steps",
-    "keep_last": "checkpointing.keep_last",
-    "resume": "checkpointing.resume_enabled",
-    "label": "labels",
-    "beta": "dpo.beta",
-    "loss_type": "dpo.loss_type",
-    "reference_model": "dpo.reference_model",
-    "label_smoothing": "dpo.label_smoothing",
-}
-# The options naming the job's inputs, and their fields.
-INPUT_FIELDS = {"model": "base_model", "dataset": "dataset", "eval_dataset": "eval_dataset"}
-
-# Other spellings of our options: Hugging Face `TrainingArguments`, ms-swift, LLaMA-Factory.
-ALIASES = {
-    "model": ("--model-name-or-path", "--model_name_or_path"),
-    "output": ("--output-name",),
-    "tuner": ("--train-type", "--train_type", "--finetuning-type", "--finetuning_type"),
-    "lora_rank": ("--lora_rank",),
-    "lora_alpha": ("--lora_alpha",),
-    "lora_dropout": ("--lora_dropout",),
-    "target_modules": ("--target_modules", "--lora-target", "--lora_target"),
-    "quantization_bit": ("--quantization_bit",),
-    "epochs": ("--num-train-epochs", "--num_train_epochs"),
-    "max_steps": ("--max_steps",),
-    "learning_rate": ("--learning-rate", "--learning_rate"),
-    "lr_scheduler": ("--lr-scheduler-type", "--lr_scheduler_type"),
-    "warmup_ratio": ("--warmup_ratio",),
-    "warmup_steps": ("--warmup_steps",),
-    "weight_decay": ("--weight_decay",),
-    "batch_size": ("--per-device-train-batch-size", "--per_device_train_batch_size"),
-    "grad_accum": ("--gradient-accumulation-steps", "--gradient_accumulation_steps"),
-    "max_seq_len": ("--max-length", "--max_length", "--cutoff-len", "--cutoff_len"),
-    "gradient_checkpointing": ("--gradient_checkpointing",),
-}
-# Flags standing for a value of an option: `--bf16` is `--precision bf16`; `--no-X` turns X off.
-FLAG_ALIASES = {
-    "precision": {"--bf16": "bf16", "--fp16": "fp16"},
-    "double_quant": {"--no-double-quant": False},
-    "packing": {"--no-packing": False},
-    "gradient_checkpointing": {"--no-gradient-checkpointing": False},
-    "offload_optimizer": {"--no-offload-optimizer": False},
-    "offload_params": {"--no-offload-params": False},
-    "resume": {"--no-resume": False},
-}
-
-# ms-swift's `--deepspeed` presets: ZeRO stage, optimizer offload, parameter offload.
-DEEPSPEED_PRESETS = {
-    "zero0": (0, False, False),
-    "zero1": (1, False, False),
-    "zero2": (2, False, False),
-    "zero3": (3, False, False),
-    "zero2_offload": (2, True, False),
-    "zero3_offload": (3, True, True),
-}
-# Tuners of other trainers with no counterpart here, and what to use instead.
-TUNER_HINTS = {
-    "freeze": "training only some layers is not offered; use lora, or full for every weight",
-}
 
 
 class TrainingCommand(AliasedCommand):
@@ -146,143 +62,6 @@ class TrainingCommand(AliasedCommand):
 
     aliases = ALIASES
     flag_aliases = FLAG_ALIASES
-
-
-def dataset_model_name(path: Path) -> str:
-    """A registry model name for a dataset file: its stem, lower-cased and cleaned."""
-    name = re.sub(r"[^a-z0-9._-]+", "-", path.stem.lower()).strip("-._") or "dataset"
-    return name[:128]
-
-
-def upload_dataset(path: Path, task: str, fmt: str, registry: str | None) -> str:
-    """Checks a local dataset file, uploads it as a DATASET version, returns its reference.
-
-    Raises:
-        typer.Exit: the file has problems (each printed with its line and field).
-    """
-    from forgeline.client.transfer import push_file
-
-    try:
-        from forgeline.trainer.config import DataFormat, Task
-        from forgeline.trainer.data import load_dataset
-    except ImportError:  # a client-only install: the trainer checks it on submission
-        load_dataset = None
-    if load_dataset is not None:
-        loaded = load_dataset(path, Task(task), DataFormat(fmt))
-        if not loaded.ok:
-            err_console.print(f"[red]error:[/] {path} is not a valid {task} dataset")
-            for line in loaded.describe_problems():
-                err_console.print(f"  {line}")
-            raise typer.Exit(2)
-    with registry_client(registry) as client:
-        version = push_file(
-            client,
-            path,
-            dataset_model_name(path),
-            registry_pb2.VERSION_KIND_DATASET,
-            reuse_identical=True,
-            description=f"uploaded from {path.name}",
-        )
-    ref = f"{version.model}:{version.number}"
-    console.print(f"dataset {path.name} -> {ref}")
-    return ref
-
-
-def _job_labels(values: list[str]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"{item!r}: use KEY=VALUE", param_hint="--label")
-        out[key] = value
-    return out
-
-
-def build_spec(
-    task: int, flags: Mapping[str, Any], base: trainer_pb2.TrainJobSpec | None = None
-) -> trainer_pb2.TrainJobSpec:
-    """The spec of a training command without its inputs (model and datasets): a job
-    file's spec with the options given on the command line set over it.
-
-    Args:
-        task: The `TrainTask` value.
-        flags: The options given, by parameter name (the inputs excluded); an enum
-            option holds the enum's number.
-        base: The spec read from a job file, if any.
-
-    Raises:
-        typer.BadParameter: a `--label` or `--deepspeed` value is not understood.
-        RefError: `--reference-model` is malformed.
-    """
-    spec = trainer_pb2.TrainJobSpec()
-    if base is not None:
-        spec.CopyFrom(base)
-    spec.task = task
-    if "deepspeed" in flags:  # first, so that --strategy or --zero-stage beside it win
-        _apply_deepspeed(spec.distribution, flags["deepspeed"])
-    for name, value in flags.items():
-        if name == "label":
-            spec.labels.update(_job_labels(value))
-        elif name != "deepspeed":
-            _set_field(spec, FIELDS[name], _CONVERSIONS.get(name, _unchanged)(value))
-    if "quantization_bit" in flags and spec.tuner in (
-        trainer_pb2.TUNER_UNSPECIFIED,
-        trainer_pb2.TUNER_LORA,
-    ):
-        spec.tuner = trainer_pb2.TUNER_QLORA  # `--quantization-bit 4` on LoRA is QLoRA
-    return spec
-
-
-def _set_field(spec: trainer_pb2.TrainJobSpec, path: str, value: Any) -> None:
-    *parents, name = path.split(".")
-    message = spec
-    for parent in parents:
-        message = getattr(message, parent)
-    f = message.DESCRIPTOR.fields_by_name[name]
-    if f.is_repeated:
-        del getattr(message, name)[:]
-        getattr(message, name).extend(value)
-    elif f.message_type is not None:
-        getattr(message, name).CopyFrom(value)
-    else:
-        setattr(message, name, value)
-
-
-def _unchanged(value: Any) -> Any:
-    return value
-
-
-def _modules(text: str) -> list[str]:
-    """A comma-separated module list; LLaMA-Factory's `all` is our `all-linear`."""
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    return ["all-linear" if name == "all" else name for name in names]
-
-
-_CONVERSIONS = {
-    "target_modules": _modules,
-    "modules_to_save": _modules,
-    "reference_model": parse_ref,
-}
-
-
-def _apply_deepspeed(d: trainer_pb2.DistributionConfig, value: str) -> None:
-    """`--deepspeed`: a preset name (ms-swift's) or a DeepSpeed JSON file.
-
-    Raises:
-        typer.BadParameter: it is neither.
-    """
-    preset = DEEPSPEED_PRESETS.get(value.strip().lower().replace("-", "_"))
-    if preset is not None:
-        d.strategy = trainer_pb2.DISTRIBUTION_STRATEGY_DEEPSPEED
-        d.zero_stage, d.offload_optimizer, d.offload_params = preset
-        return
-    path = Path(value)
-    if not path.is_file():
-        raise typer.BadParameter(
-            f"{value!r} is neither a file nor one of {', '.join(DEEPSPEED_PRESETS)}",
-            param_hint="--deepspeed",
-        )
-    d.deepspeed_config_json = path.read_text()
 
 
 def _run(ctx: typer.Context, task: int, task_name: str, options: dict) -> None:
@@ -361,84 +140,17 @@ def _with_defaults(spec: trainer_pb2.TrainJobSpec, inputs: dict[str, str]):
     return fill_defaults(full)
 
 
-def _resolve_dataset(value: str, task: str, fmt: str, registry: str | None) -> str:
-    path = Path(value)
-    if path.exists():
-        return upload_dataset(path, task, fmt, registry)
-    parse_ref(value)  # a registry reference; RefError explains a typo'd path too
-    return value
-
-
-def _base_model(value: str, registry: str | None) -> str:
-    """The `--model` reference; a Hub id, ModelScope id or local model is imported on first use.
-
-    A registry reference is kept as it is. A Hub or ModelScope id imported before resolves
-    to that import; a local model is imported again (identical content reuses its version).
-
-    Raises:
-        InvalidArgument, FailedPrecondition, Unavailable, NotFound: the import failed (see
-            `forgeline.common.intake.import_model`); nothing was registered.
-    """
-    from forgeline.cli.context import transfer_progress
-    from forgeline.client.exceptions import NotFound
-    from forgeline.client.refs import RefError, pinned
-    from forgeline.common import intake
-
-    if not intake.looks_importable(value):
-        return value
-    with registry_client(registry) as client:
-        try:
-            client.get_version(value)
-            return value  # a registry model that is also the name of a local path
-        except (RefError, NotFound):
-            pass
-        version = intake.find_imported(client, value)
-        if version is None:
-            console.print(f"importing {value} as {intake.default_name(value)} (first use)")
-            with transfer_progress() as progress:
-                version = intake.import_model(client, value, progress=progress)
-        else:
-            console.print(f"{value} was imported as {pinned(version)}")
-    return pinned(version)
-
-
-def _stacked_base(ref: str, registry: str | None, quantizer: str | None) -> str:
-    """Merges the ADAPTER `ref` into its base (a quantizer MERGE job); returns the MERGED
-    version a new adapter is then trained on.
-
-    Raises:
-        typer.BadParameter: `ref` is not an ADAPTER.
-        typer.Exit: the merge failed (its job's error is printed).
-    """
-    with registry_client(registry) as client:
-        version = client.get_version(ref)
-    if version.kind != registry_pb2.VERSION_KIND_ADAPTER:
-        kind = label(registry_pb2.VersionKind, version.kind)
-        raise typer.BadParameter(
-            f"{ref} is a {kind} version; --stack trains a new adapter on a base merged with "
-            "an ADAPTER",
-            param_hint="--stack",
-        )
-    console.print(f"merging {ref} into its base, to train a new adapter on top")
-    spec = quantizer_pb2.QuantizeJobSpec(
-        source=parse_ref(ref), operation=quantizer_pb2.QUANTIZE_OPERATION_MERGE
-    )
-    return format_ref(submit_and_follow(spec, quantizer).outputs[0])
-
-
 def _submit(task_name: str, options: dict, spec: trainer_pb2.TrainJobSpec) -> None:
-    options["model"] = _base_model(options["model"], options["registry"])
+    options["model"] = resolve_base_model(options["model"], options["registry"])
     if options["stack"]:
-        options["model"] = _stacked_base(
-            options["model"], options["registry"], options["quantizer"]
-        )
+        options["model"] = stacked_base(options["model"], options["registry"], options["quantizer"])
     fmt_value = spec.dataset_format or trainer_pb2.DATASET_FORMAT_AUTO
     fmt = label(trainer_pb2.DatasetFormat, fmt_value).lower()
-    options["dataset_ref"] = _resolve_dataset(
+    options["dataset_ref"] = resolve_dataset(
         options["dataset"], task_name, fmt, options["registry"]
     )
     if options["eval_dataset"]:
-        options["eval_dataset_ref"] = _resolve_dataset(
+        options["eval_dataset_ref"] = resolve_dataset(
             options["eval_dataset"], task_name, fmt, options["registry"]
         )
     spec.base_model.CopyFrom(parse_ref(options["model"]))
