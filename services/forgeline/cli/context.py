@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -22,6 +23,7 @@ from forgeline.client.channel import ChannelOptions
 from forgeline.client.jobs import QuantizerClient, TrainerClient
 from forgeline.client.registry import RegistryClient
 from forgeline.common.settings import ServiceName, Settings
+from forgeline.v1 import registry_pb2
 
 console = Console()
 err_console = Console(stderr=True)
@@ -50,6 +52,26 @@ def trainer_client(address: str | None = None) -> TrainerClient:
 def quantizer_client(address: str | None = None) -> QuantizerClient:
     """A quantizer client for the configured (or given) address."""
     return QuantizerClient(address_of(ServiceName.QUANTIZER, address), client_options())
+
+
+def push_dataset_file(path: Path, name: str, what: str, registry: str | None) -> str:
+    """Uploads a checked local file as a DATASET version (content-addressed: the same file
+    again reuses its version) and prints `<what> <file> -> <reference>`; returns the
+    reference."""
+    from forgeline.client.transfer import push_file
+
+    with registry_client(registry) as client:
+        version = push_file(
+            client,
+            path,
+            name,
+            registry_pb2.VERSION_KIND_DATASET,
+            reuse_identical=True,
+            description=f"{what} uploaded from {path.name}",
+        )
+    ref = f"{version.model}:{version.number}"
+    console.print(f"{what} {path.name} -> {ref}")
+    return ref
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from forgeline.cli.choices import choice_option
 from forgeline.cli.context import (
     console,
     err_console,
+    push_dataset_file,
     quantizer_client,
     registry_client,
     transfer_progress,
@@ -25,7 +26,7 @@ from forgeline.client.cache import VersionCache
 from forgeline.client.refs import parse_ref
 from forgeline.common.settings import cache_dir
 from forgeline.quantizer.spec import METHODS, Method
-from forgeline.v1 import common_pb2, quantizer_pb2, registry_pb2
+from forgeline.v1 import common_pb2, quantizer_pb2
 
 QuantizerOption = Annotated[
     str | None, typer.Option("--quantizer", help="Quantizer address [FORGELINE_QUANTIZER_ADDRESS].")
@@ -62,7 +63,6 @@ def upload_calibration(path: Path, registry: str | None) -> str:
         typer.Exit: the file has no usable text (the problem is printed).
     """
     from forgeline.client import exceptions
-    from forgeline.client.transfer import push_file
 
     try:
         from forgeline.quantizer.calibration import texts_from_dataset
@@ -76,18 +76,8 @@ def upload_calibration(path: Path, registry: str | None) -> str:
             for violation in exc.violations:
                 err_console.print(f"  {violation.description}")
             raise typer.Exit(2) from None
-    with registry_client(registry) as client:
-        version = push_file(
-            client,
-            path,
-            f"{path.stem.lower().replace('_', '-')}-calibration"[:128],
-            registry_pb2.VERSION_KIND_DATASET,
-            reuse_identical=True,
-            description=f"calibration text uploaded from {path.name}",
-        )
-    ref = f"{version.model}:{version.number}"
-    console.print(f"calibration {path.name} -> {ref}")
-    return ref
+    name = f"{path.stem.lower().replace('_', '-')}-calibration"[:128]
+    return push_dataset_file(path, name, "calibration", registry)
 
 
 def merge(

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import typer
 
-from forgeline.cli.context import console, err_console, registry_client, transfer_progress
+from forgeline.cli.context import (
+    console,
+    err_console,
+    push_dataset_file,
+    registry_client,
+    transfer_progress,
+)
 from forgeline.cli.quantize import submit_and_follow
 from forgeline.client.exceptions import NotFound
 from forgeline.client.labels import label
@@ -27,7 +33,6 @@ def upload_dataset(path: Path, task: str, fmt: str, registry: str | None) -> str
     Raises:
         typer.Exit: the file has problems (each printed with its line and field).
     """
-    from forgeline.client.transfer import push_file
 
     try:
         from forgeline.trainer.config import DataFormat, Task
@@ -41,18 +46,7 @@ def upload_dataset(path: Path, task: str, fmt: str, registry: str | None) -> str
             for line in loaded.describe_problems():
                 err_console.print(f"  {line}")
             raise typer.Exit(2)
-    with registry_client(registry) as client:
-        version = push_file(
-            client,
-            path,
-            dataset_model_name(path),
-            registry_pb2.VERSION_KIND_DATASET,
-            reuse_identical=True,
-            description=f"uploaded from {path.name}",
-        )
-    ref = f"{version.model}:{version.number}"
-    console.print(f"dataset {path.name} -> {ref}")
-    return ref
+    return push_dataset_file(path, dataset_model_name(path), "dataset", registry)
 
 
 def resolve_dataset(value: str, task: str, fmt: str, registry: str | None) -> str:
