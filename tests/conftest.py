@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from forgeline.client.channel import ChannelOptions
+from forgeline.client.registry import RegistryClient
 from forgeline.common.ray_cluster import WORKER_ENV
 from forgeline.common.server import ForgelineServer
 from forgeline.common.settings import ServiceName, Settings
@@ -123,3 +125,10 @@ def registry_server(settings_for: Callable[..., Settings]) -> Iterator[ServerThr
 
     with serving(lambda: create_server(settings_for("registry"))[0]) as server:
         yield server
+
+
+@pytest.fixture
+def registry_client(registry_server: ServerThread) -> Iterator[RegistryClient]:
+    """A client of `registry_server` that does not retry."""
+    with RegistryClient(registry_server.address, ChannelOptions(retries=False)) as client:
+        yield client

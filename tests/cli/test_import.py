@@ -5,18 +5,10 @@ from __future__ import annotations
 import pytest
 
 from forgeline.client import exceptions
-from forgeline.client.channel import ChannelOptions
-from forgeline.client.registry import RegistryClient
 from forgeline.v1 import common_pb2
 from tests.model_sources import add_to_hf_cache, write_tiny_model
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-@pytest.fixture
-def registry(registry_server):
-    with RegistryClient(registry_server.address, ChannelOptions(retries=False)) as client:
-        yield client
 
 
 @pytest.fixture
@@ -43,7 +35,7 @@ def sft(run_cli, registry_server, model: str):
 
 
 def test_models_import_prints_the_version_and_its_metadata(
-    run_cli, registry_server, registry, tmp_path
+    run_cli, registry_server, registry_client, tmp_path
 ):
     model = write_tiny_model(tmp_path / "Tiny")
 
@@ -53,10 +45,10 @@ def test_models_import_prints_the_version_and_its_metadata(
     assert "registered tiny:1" in run.output
     for line in ("source: " + str(model), "license: mit", "format: hf", "revision: sha256:"):
         assert line in run.output
-    assert registry.get_version("tiny:1").metadata["architecture"] == "LlamaForCausalLM"
+    assert registry_client.get_version("tiny:1").metadata["architecture"] == "LlamaForCausalLM"
 
 
-def test_models_import_takes_a_name_and_a_revision(run_cli, registry_server, registry, hub):
+def test_models_import_takes_a_name_and_a_revision(run_cli, registry_server, registry_client, hub):
     run = run_cli(
         "models",
         "import",
@@ -71,29 +63,29 @@ def test_models_import_takes_a_name_and_a_revision(run_cli, registry_server, reg
 
     assert run.exit_code == 0, run.output
     assert "registered chat:1" in run.output and f"revision: {COMMIT}" in run.output
-    assert registry.get_version("chat:1").metadata["source"] == "acme/Tiny-Chat"
+    assert registry_client.get_version("chat:1").metadata["source"] == "acme/Tiny-Chat"
 
 
 def test_sft_imports_a_hub_model_on_first_use_and_trains_on_that_version(
-    run_cli, registry_server, registry, trainer, hub
+    run_cli, registry_server, registry_client, trainer, hub
 ):
     first = sft(run_cli, registry_server, "acme/Tiny-Chat")
 
     assert first.exit_code == 0, first.output
     assert "importing acme/Tiny-Chat as tiny-chat (first use)" in first.output
     assert trainer.planned[0].base_model == common_pb2.ModelRef(name="tiny-chat", version=1)
-    assert registry.get_version("tiny-chat:1").metadata["revision"] == COMMIT
+    assert registry_client.get_version("tiny-chat:1").metadata["revision"] == COMMIT
 
     second = sft(run_cli, registry_server, "acme/Tiny-Chat")
 
     assert second.exit_code == 0, second.output
     assert "first use" not in second.output
     assert trainer.planned[1].base_model == common_pb2.ModelRef(name="tiny-chat", version=1)
-    assert len(list(registry.list_versions())) == 1
+    assert len(list(registry_client.list_versions())) == 1
 
 
 def test_sft_imports_a_local_folder_on_first_use(
-    run_cli, registry_server, registry, trainer, tmp_path
+    run_cli, registry_server, registry_client, trainer, tmp_path
 ):
     model = write_tiny_model(tmp_path / "my-base")
 
@@ -105,7 +97,7 @@ def test_sft_imports_a_local_folder_on_first_use(
 
 
 def test_sft_keeps_a_registry_model_named_like_a_local_folder(
-    run_cli, registry_server, registry, trainer, tmp_path
+    run_cli, registry_server, registry_client, trainer, tmp_path
 ):
     write_tiny_model(tmp_path / "tiny")  # run_cli works in tmp_path, so "tiny" is a path too
     run_cli("models", "import", str(tmp_path / "tiny"), "--registry", registry_server.address)
@@ -118,7 +110,7 @@ def test_sft_keeps_a_registry_model_named_like_a_local_folder(
 
 
 def test_sft_on_a_model_neither_registered_nor_cached_registers_and_submits_nothing(
-    run_cli, registry_server, registry, trainer, hub
+    run_cli, registry_server, registry_client, trainer, hub
 ):
     run = sft(run_cli, registry_server, "acme/not-downloaded")
 
@@ -126,23 +118,25 @@ def test_sft_on_a_model_neither_registered_nor_cached_registers_and_submits_noth
     assert isinstance(run.exception, exceptions.Unavailable)
     assert "acme/not-downloaded" in run.exception.message
     assert trainer.planned == [] and trainer.submitted == []
-    assert list(registry.list_versions()) == []
+    assert list(registry_client.list_versions()) == []
 
 
 def test_stack_merges_an_adapter_first_and_trains_on_the_merged_version(
-    run_cli, registry_server, registry, trainer, tmp_path, monkeypatch
+    run_cli, registry_server, registry_client, trainer, tmp_path, monkeypatch
 ):
     from forgeline.client.refs import parse_ref
     from forgeline.client.transfer import push_folder
     from forgeline.v1 import quantizer_pb2, registry_pb2
 
     base = push_folder(
-        registry, write_tiny_model(tmp_path / "tiny"), "tiny", registry_pb2.VERSION_KIND_BASE
+        registry_client, write_tiny_model(tmp_path / "tiny"), "tiny", registry_pb2.VERSION_KIND_BASE
     )
     adapter_dir = tmp_path / "adapter"
     adapter_dir.mkdir()
     (adapter_dir / "adapter_config.json").write_text('{"r": 4}')
-    push_folder(registry, adapter_dir, "law", registry_pb2.VERSION_KIND_ADAPTER, parents=["tiny:1"])
+    push_folder(
+        registry_client, adapter_dir, "law", registry_pb2.VERSION_KIND_ADAPTER, parents=["tiny:1"]
+    )
     merges: list[quantizer_pb2.QuantizeJobSpec] = []
 
     def merged(spec, quantizer):

@@ -10,7 +10,6 @@ import pytest
 
 from forgeline.client import exceptions
 from forgeline.client.cache import VersionCache
-from forgeline.client.channel import ChannelOptions
 from forgeline.client.manifests import sha256_file
 from forgeline.client.registry import RegistryClient
 from forgeline.client.transfer import folder_files
@@ -20,12 +19,6 @@ from tests.model_sources import add_to_hf_cache, write_gguf, write_tiny_model
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
-
-
-@pytest.fixture
-def registry(registry_server):
-    with RegistryClient(registry_server.address, ChannelOptions(retries=False)) as client:
-        yield client
 
 
 @pytest.fixture
@@ -43,9 +36,9 @@ def version_count(client: RegistryClient) -> int:
 
 
 def test_a_local_folder_registers_as_base_and_its_files_come_back(
-    registry, bundled_model, tmp_path
+    registry_client, bundled_model, tmp_path
 ):
-    version = intake.import_model(registry, str(bundled_model), name="smol")
+    version = intake.import_model(registry_client, str(bundled_model), name="smol")
 
     assert (version.model, version.number) == ("smol", 1)
     assert version.kind == registry_pb2.VERSION_KIND_BASE
@@ -56,17 +49,19 @@ def test_a_local_folder_registers_as_base_and_its_files_come_back(
         "architecture": "LlamaForCausalLM",
         "format": "hf",
     }
-    pulled = VersionCache(registry, tmp_path / "pulled").pull("smol:1").path
+    pulled = VersionCache(registry_client, tmp_path / "pulled").pull("smol:1").path
     local = {rel: sha256_file(path) for rel, path in folder_files(bundled_model)}
     assert {rel: sha256_file(path) for rel, path in folder_files(pulled)} == local
     assert "model.safetensors" in local and "tokenizer.json" in local
 
-    again = intake.import_model(registry, str(bundled_model), name="smol")
-    assert again.number == 1 and version_count(registry) == 1
+    again = intake.import_model(registry_client, str(bundled_model), name="smol")
+    assert again.number == 1 and version_count(registry_client) == 1
 
 
-def test_the_bundled_model_is_the_same_path_with_its_package_as_source(registry, bundled_model):
-    version = intake.import_bundled_model(registry)
+def test_the_bundled_model_is_the_same_path_with_its_package_as_source(
+    registry_client, bundled_model
+):
+    version = intake.import_bundled_model(registry_client)
 
     assert (version.model, version.number) == ("smollm2-135m-instruct", 1)
     metadata = dict(version.metadata)
@@ -75,11 +70,11 @@ def test_the_bundled_model_is_the_same_path_with_its_package_as_source(registry,
     assert metadata["format"] == "gguf"
     assert metadata["architecture"] == "LlamaForCausalLM"
     assert metadata["revision"].startswith("sha256:")
-    assert intake.import_bundled_model(registry).number == 1
+    assert intake.import_bundled_model(registry_client).number == 1
 
 
 def test_a_gguf_file_is_checked_converted_and_described_by_its_own_metadata(
-    registry, bundled_model, monkeypatch
+    registry_client, bundled_model, monkeypatch
 ):
     from forgeline.common import bundled, gguf_models
 
@@ -92,7 +87,7 @@ def test_a_gguf_file_is_checked_converted_and_described_by_its_own_metadata(
 
     monkeypatch.setattr(gguf_models, "convert", convert)
 
-    version = intake.import_model(registry, str(gguf))
+    version = intake.import_model(registry_client, str(gguf))
 
     assert converted == [gguf]
     assert (version.model, version.kind) == (
@@ -108,7 +103,7 @@ def test_a_gguf_file_is_checked_converted_and_described_by_its_own_metadata(
     }
 
 
-def test_a_hub_id_comes_from_the_cache_with_its_commit(registry, hf_cache, tmp_path):
+def test_a_hub_id_comes_from_the_cache_with_its_commit(registry_client, hf_cache, tmp_path):
     model = write_tiny_model(tmp_path / "tiny")
     (model / "pytorch_model.bin").write_bytes(b"the same weights, pickled")
     (model / "optimizer.pt").write_bytes(b"not part of a model")
@@ -116,7 +111,7 @@ def test_a_hub_id_comes_from_the_cache_with_its_commit(registry, hf_cache, tmp_p
     (model / "onnx" / "model.onnx").write_bytes(b"another format")
     add_to_hf_cache(hf_cache, "acme/Tiny-Chat", model, commit=COMMIT)
 
-    version = intake.import_model(registry, "acme/Tiny-Chat")
+    version = intake.import_model(registry_client, "acme/Tiny-Chat")
 
     assert (version.model, version.number) == ("tiny-chat", 1)
     assert dict(version.metadata) == {
@@ -126,7 +121,7 @@ def test_a_hub_id_comes_from_the_cache_with_its_commit(registry, hf_cache, tmp_p
         "architecture": "LlamaForCausalLM",
         "format": "hf",
     }
-    manifest = registry.get_manifest("tiny-chat:1")
+    manifest = registry_client.get_manifest("tiny-chat:1")
     assert {e.path: e.sha256 for e in manifest.entries} == {
         name: sha256_file(model / name)[0]
         for name in (
@@ -140,33 +135,33 @@ def test_a_hub_id_comes_from_the_cache_with_its_commit(registry, hf_cache, tmp_p
     }
 
 
-def test_a_hub_revision_picks_that_snapshot(registry, hf_cache, tmp_path):
+def test_a_hub_revision_picks_that_snapshot(registry_client, hf_cache, tmp_path):
     add_to_hf_cache(hf_cache, "acme/tiny", write_tiny_model(tmp_path / "a"), commit=COMMIT)
     newer = write_tiny_model(tmp_path / "b", card="---\nlicense: apache-2.0\n---\n")
     add_to_hf_cache(hf_cache, "acme/tiny", newer, commit=OTHER_COMMIT, refs=("v2",))
 
-    by_tag = intake.import_model(registry, "acme/tiny", revision="v2")
-    by_commit = intake.import_model(registry, "acme/tiny", name="pinned", revision=COMMIT)
+    by_tag = intake.import_model(registry_client, "acme/tiny", revision="v2")
+    by_commit = intake.import_model(registry_client, "acme/tiny", name="pinned", revision=COMMIT)
 
     assert (by_tag.metadata["revision"], by_tag.metadata["license"]) == (OTHER_COMMIT, "apache-2.0")
     assert (by_commit.metadata["revision"], by_commit.metadata["license"]) == (COMMIT, "mit")
 
 
 def test_a_hub_id_missing_from_the_cache_while_offline_registers_nothing(
-    registry, hf_cache, tmp_path
+    registry_client, hf_cache, tmp_path
 ):
-    intake.import_model(registry, str(write_tiny_model(tmp_path / "tiny")))
-    before = version_count(registry)
+    intake.import_model(registry_client, str(write_tiny_model(tmp_path / "tiny")))
+    before = version_count(registry_client)
 
     with pytest.raises(exceptions.Unavailable) as caught:
-        intake.import_model(registry, "acme/not-downloaded", revision="v1")
+        intake.import_model(registry_client, "acme/not-downloaded", revision="v1")
 
     message = caught.value.message
     assert "acme/not-downloaded" in message and "v1" in message and str(hf_cache) in message
     assert "HF_HUB_OFFLINE" in message
-    assert version_count(registry) == before
+    assert version_count(registry_client) == before
     with pytest.raises(exceptions.NotFound):
-        registry.get_model("not-downloaded")
+        registry_client.get_model("not-downloaded")
 
 
 @pytest.mark.parametrize(
@@ -182,71 +177,71 @@ def test_a_hub_id_missing_from_the_cache_while_offline_registers_nothing(
     ],
 )
 def test_a_folder_missing_a_part_is_refused_naming_the_folder_and_the_part(
-    registry, tmp_path, remove, missing
+    registry_client, tmp_path, remove, missing
 ):
     model = write_tiny_model(tmp_path / "broken")
     for name in remove:
         (model / name).unlink()
 
     with pytest.raises(exceptions.InvalidArgument) as caught:
-        intake.import_model(registry, str(model))
+        intake.import_model(registry_client, str(model))
 
     descriptions = [v.description for v in caught.value.violations]
     assert len(descriptions) == len(missing)
     for description, part in zip(descriptions, missing, strict=True):
         assert str(model) in description and part in description
-    assert version_count(registry) == 0
+    assert version_count(registry_client) == 0
 
 
-def test_a_weight_index_naming_a_missing_shard_is_refused(registry, tmp_path):
+def test_a_weight_index_naming_a_missing_shard_is_refused(registry_client, tmp_path):
     model = write_tiny_model(tmp_path / "sharded")
     (model / "model.safetensors").rename(model / "model-00001-of-00002.safetensors")
     shards = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
     (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": shards}))
 
     with pytest.raises(exceptions.InvalidArgument, match=r"model-00002-of-00002\.safetensors"):
-        intake.import_model(registry, str(model))
-    assert version_count(registry) == 0
+        intake.import_model(registry_client, str(model))
+    assert version_count(registry_client) == 0
 
 
-def test_a_config_transformers_cannot_load_is_refused_with_the_reason(registry, tmp_path):
+def test_a_config_transformers_cannot_load_is_refused_with_the_reason(registry_client, tmp_path):
     model = write_tiny_model(tmp_path / "strange")
     (model / "config.json").write_text('{"model_type": "no-such-architecture"}')
 
     with pytest.raises(exceptions.InvalidArgument) as caught:
-        intake.import_model(registry, str(model))
+        intake.import_model(registry_client, str(model))
 
     assert "transformers cannot load it" in caught.value.message
     assert "no-such-architecture" in caught.value.message
-    assert version_count(registry) == 0
+    assert version_count(registry_client) == 0
 
 
 def test_a_gguf_of_an_architecture_transformers_cannot_read_is_refused(
-    registry, tmp_path, monkeypatch
+    registry_client, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("FORGELINE_CACHE_DIR", str(tmp_path / "cache"))
     gguf = write_gguf(tmp_path / "exotic.gguf", "forgeline-exotic")
 
     with pytest.raises(exceptions.InvalidArgument) as caught:
-        intake.import_model(registry, str(gguf))
+        intake.import_model(registry_client, str(gguf))
 
     assert str(gguf) in caught.value.message and "'forgeline-exotic'" in caught.value.message
-    assert version_count(registry) == 0
+    assert version_count(registry_client) == 0
     assert not (tmp_path / "cache").exists()  # nothing converted
 
 
-def test_modelscope_without_its_package_says_how_to_install_it(registry, monkeypatch):
+def test_modelscope_without_its_package_says_how_to_install_it(registry_client, monkeypatch):
     monkeypatch.setitem(sys.modules, "modelscope", None)  # import fails as when not installed
 
     with pytest.raises(exceptions.FailedPrecondition, match="pip install modelscope"):
-        intake.import_model(registry, "modelscope://qwen/Qwen2.5-0.5B")
-    assert version_count(registry) == 0
+        intake.import_model(registry_client, "modelscope://qwen/Qwen2.5-0.5B")
+    assert version_count(registry_client) == 0
 
 
-def test_a_revision_of_a_local_folder_is_refused(registry, tmp_path):
+def test_a_revision_of_a_local_folder_is_refused(registry_client, tmp_path):
     model = write_tiny_model(tmp_path / "tiny")
     with pytest.raises(exceptions.InvalidArgument) as caught:
-        intake.import_model(registry, str(model), revision="main")
+        intake.import_model(registry_client, str(model), revision="main")
     assert caught.value.violations[0].field == "revision"
 
 
@@ -279,7 +274,7 @@ def test_local_sources_are_named_after_their_folder_file_or_cached_repo(tmp_path
     assert intake.default_name(str(snapshot)) == "tiny-chat"
 
 
-def test_a_path_that_does_not_exist_is_not_taken_for_a_hub_id(registry):
+def test_a_path_that_does_not_exist_is_not_taken_for_a_hub_id(registry_client):
     with pytest.raises(exceptions.InvalidArgument, match="no such file or folder"):
-        intake.import_model(registry, "./models/tiny.gguf")
-    assert version_count(registry) == 0
+        intake.import_model(registry_client, "./models/tiny.gguf")
+    assert version_count(registry_client) == 0
