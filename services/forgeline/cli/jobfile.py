@@ -1,8 +1,8 @@
 """Job files: a training job's `TrainJobSpec` as YAML or JSON.
 
-`forgeline sft|pt|dpo --config FILE` reads one, `--print-config` writes the one a command
-line amounts to, and `forgeline jobs show JOB --config` writes the one a job ran with, so
-that `--config` on it runs the same job again.
+`forgeline sft|pt|dpo --config FILE` reads one (this module), `--print-config` writes the
+one a command line amounts to (`jobfile_write`), and `forgeline jobs show JOB --config`
+writes the one a job ran with, so that `--config` on it runs the same job again.
 
 A job file holds the spec's fields under the contract's names, nested as in the contract
 (`hyper_parameters: {learning_rate: 2e-4}`); enums by their label in any case, with `-` or
@@ -36,7 +36,7 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from forgeline.cli.choices import enum_value
 from forgeline.client.labels import label
-from forgeline.client.refs import RefError, format_ref, parse_ref
+from forgeline.client.refs import RefError, parse_ref
 from forgeline.trainer.config import check_spec
 from forgeline.v1 import common_pb2, trainer_pb2
 
@@ -48,8 +48,8 @@ COMMANDS = {
     trainer_pb2.TRAIN_TASK_PRETRAIN: "pt",
     trainer_pb2.TRAIN_TASK_DPO: "dpo",
 }
-_SPEC = trainer_pb2.TrainJobSpec.DESCRIPTOR
-_MODEL_REF = common_pb2.ModelRef.DESCRIPTOR
+SPEC_DESCRIPTOR = trainer_pb2.TrainJobSpec.DESCRIPTOR
+MODEL_REF_DESCRIPTOR = common_pb2.ModelRef.DESCRIPTOR
 _UNSIGNED_BITS = {FieldDescriptor.CPPTYPE_UINT32: 32, FieldDescriptor.CPPTYPE_UINT64: 64}
 _SIGNED = (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_INT64)
 _FLOATS = (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT)
@@ -105,18 +105,6 @@ _Loader.add_implicit_resolver(
 )
 
 
-class _Dumper(yaml.SafeDumper):
-    """PyYAML's safe dumper, writing text with line breaks (a DeepSpeed JSON) as a block."""
-
-
-def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
-    style = "|" if "\n" in text else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-
-_Dumper.add_representer(str, _represent_text)
-
-
 def load_job_file(path: Path, task: int, familiar: Mapping[str, str] | None = None) -> JobFile:
     """Reads and checks a job file.
 
@@ -156,7 +144,7 @@ def load_job_file(path: Path, task: int, familiar: Mapping[str, str] | None = No
     given_task = data.pop("task", None)
     if given_task is not None:
         _check_task(given_task, task, path, problem)
-    converted = _convert(data, _SPEC, "", problem, familiar or {})
+    converted = _convert(data, SPEC_DESCRIPTOR, "", problem, familiar or {})
     if problems:
         raise JobFileError(problems)
     json_format.ParseDict(converted, job.spec)
@@ -198,58 +186,6 @@ def spec_problems(
 def _related(a: str, b: str) -> bool:
     """Whether two field paths are the same field or one holds the other."""
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
-
-
-def split_inputs(spec: trainer_pb2.TrainJobSpec) -> tuple[trainer_pb2.TrainJobSpec, dict[str, str]]:
-    """A complete spec as a job file holds it: the spec without its inputs, and the inputs
-    as reference text."""
-    rest = trainer_pb2.TrainJobSpec()
-    rest.CopyFrom(spec)
-    inputs = {}
-    for key in INPUTS:
-        if getattr(spec, key).name:
-            inputs[key] = format_ref(getattr(spec, key))
-        rest.ClearField(key)
-    return rest, inputs
-
-
-def dump_job_file(
-    spec: trainer_pb2.TrainJobSpec,
-    inputs: Mapping[str, str],
-    defaults: trainer_pb2.TrainJobSpec | None = None,
-) -> str:
-    """The job file of a spec, in the form `load_job_file` reads.
-
-    Args:
-        spec: The spec, without its inputs.
-        inputs: `base_model`, `dataset` and `eval_dataset` as text.
-        defaults: The spec with the trainer's defaults filled in; the fields it adds are
-            listed in a closing comment (as comments, so that a changed setting, such as
-            the rank, still moves the defaults derived from it, such as alpha).
-    """
-    written = _readable(_as_dict(spec), _SPEC)
-    ordered: dict[str, Any] = {}
-    for f in _SPEC.fields:
-        if f.name in INPUTS and inputs.get(f.name):
-            ordered[f.name] = inputs[f.name]
-        elif f.name in written:
-            ordered[f.name] = written[f.name]
-    text = f"# A Forgeline training job: forgeline {COMMANDS[spec.task]} --config FILE\n"
-    text += yaml.dump(ordered, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
-    if defaults is not None:
-        given = dict(_leaves(written))
-        filled = [
-            (key, value)
-            for key, value in _leaves(_readable(_as_dict(defaults), _SPEC))
-            if key not in given and key.split(".")[0] not in INPUTS
-        ]
-        if filled:
-            text += "# The trainer's defaults for what is not set above (the model and the data\n"
-            text += "# settle the rest when the job is planned; see --plan):\n"
-            for key, value in filled:
-                shown = json.dumps(value) if isinstance(value, bool) else value
-                text += f"#   {key}: {shown}\n"
-    return text
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -359,11 +295,11 @@ def _convert(data: dict, message: Descriptor, prefix: str, problem, familiar) ->
 def _scalar(value: Any, f: FieldDescriptor, path: str, problem, familiar) -> Any:
     """One value of field `f` in `ParseDict`'s form; None (with a problem) if it is wrong."""
     cpp = f.cpp_type
-    if f.message_type is _MODEL_REF:
+    if f.message_type is MODEL_REF_DESCRIPTOR:
         if not isinstance(value, str):
             return _wrong(value, "a reference such as name, name:3 or name@alias", path, problem)
         try:
-            return _as_dict(parse_ref(value))
+            return as_dict(parse_ref(value))
         except RefError as exc:
             problem(path, str(exc))
             return None
@@ -412,7 +348,7 @@ def _unknown_key(key: str, message: Descriptor, prefix: str, familiar: Mapping[s
     """The problem of an unknown key, with the key most likely meant."""
     where = f"in {prefix.removesuffix('.')}" if prefix else "at the top level"
     normalized = key.lower().replace("-", "_")
-    everywhere = {p.rsplit(".", 1)[-1]: p for p in _field_paths(_SPEC, "")}
+    everywhere = {p.rsplit(".", 1)[-1]: p for p in _field_paths(SPEC_DESCRIPTOR, "")}
     # Another trainer's name for a field, or a field of another section, said exactly...
     meant = familiar.get(normalized) or everywhere.get(normalized)
     if meant is None:  # ...else a misspelling, of this section's keys first
@@ -433,39 +369,14 @@ def _field_paths(message: Descriptor, prefix: str) -> Iterator[str]:
         path = f"{prefix}{f.name}"
         yield path
         nested = f.message_type
-        if nested is not None and nested is not _MODEL_REF and not nested.GetOptions().map_entry:
+        if nested is None or nested is MODEL_REF_DESCRIPTOR:
+            continue
+        if not nested.GetOptions().map_entry:
             yield from _field_paths(nested, f"{path}.")
 
 
-# -- writing ---------------------------------------------------------------------------------
-
-
-def _as_dict(message) -> dict:
+def as_dict(message) -> dict:
+    """A message as a job file's data: the contract's field names, set fields only."""
     return json_format.MessageToDict(
         message, preserving_proto_field_name=True, unquote_int64_if_possible=True
     )
-
-
-def _readable(data: dict, message: Descriptor) -> dict:
-    """`MessageToDict` output in a job file's words: enums by label, references as text."""
-    out = {}
-    for key, value in data.items():
-        f = message.fields_by_name[key]
-        if f.message_type is _MODEL_REF:
-            out[key] = format_ref(json_format.ParseDict(value, common_pb2.ModelRef()))
-        elif f.enum_type is not None:
-            prefix = f.enum_type.values[0].name.removesuffix("UNSPECIFIED")
-            out[key] = value.removeprefix(prefix).lower()
-        elif f.message_type is not None and not f.message_type.GetOptions().map_entry:
-            out[key] = _readable(value, f.message_type)
-        else:
-            out[key] = value
-    return out
-
-
-def _leaves(data: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in data.items():
-        if isinstance(value, dict):
-            yield from _leaves(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value

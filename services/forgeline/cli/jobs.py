@@ -21,7 +21,7 @@ from rich.table import Table
 
 from forgeline.cli.choices import choice_option
 from forgeline.cli.context import console, err_console, message_dict, print_json, trainer_client
-from forgeline.cli.jobfile import dump_job_file, split_inputs
+from forgeline.cli.jobfile_write import dump_job_file, split_inputs
 from forgeline.client.jobs import JobClient
 from forgeline.client.labels import label
 from forgeline.client.refs import format_ref

@@ -27,10 +27,10 @@ from forgeline.cli.choices import choice_option
 from forgeline.cli.context import console, err_console, trainer_client
 from forgeline.cli.jobfile import (
     JobFileError,
-    dump_job_file,
     load_job_file,
     spec_problems,
 )
+from forgeline.cli.jobfile_write import dump_job_file
 from forgeline.cli.jobs import TrainerOption, follow
 from forgeline.cli.quantize import QuantizerOption
 from forgeline.cli.training_flags import (
