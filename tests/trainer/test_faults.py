@@ -72,7 +72,7 @@ def env(home, bundled_model) -> Iterator[dict[str, str]]:
 @contextmanager
 def trainer_service(env: dict[str, str], log: Path) -> Iterator[ServiceProcess]:
     """`forgeline serve trainer`, stopped afterwards unless the test killed it."""
-    service = start_service("trainer", env, log, timeout=180)
+    service = start_service("trainer", env, log)
     try:
         yield service
     finally:

@@ -114,7 +114,7 @@ class Suite:
         ]
         try:
             for proc in self.procs:
-                proc.wait_listening(120)
+                proc.wait_listening()
                 console.print(f"  {proc.service:<9} {proc.address}")
         except RuntimeError:
             self.__exit__(None, None, None)

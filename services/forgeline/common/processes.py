@@ -46,7 +46,7 @@ class ServiceProcess:
         """What it printed so far."""
         return self.log.read_text(errors="replace")
 
-    def wait_listening(self, timeout: float = 120) -> ServiceProcess:
+    def wait_listening(self, timeout: float = 300) -> ServiceProcess:
         """Waits until the service announces its port.
 
         Raises:
@@ -118,9 +118,12 @@ def start_service(
     log: Path | None = None,
     *,
     port: int = 0,
-    timeout: float = 120,
+    timeout: float = 300,
 ) -> ServiceProcess:
     """Starts `forgeline serve SERVICE` and waits until it listens.
+
+    Job services start (or join) Ray first; on a busy small machine a local Ray can take
+    minutes, hence the generous default.
 
     Raises:
         RuntimeError: it exited or did not announce itself within `timeout` seconds.

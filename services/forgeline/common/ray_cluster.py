@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 # Environment of every worker: threads that sleep when they wait (on shared CPU hosts a
 # spinning OpenMP pool slows its neighbours), quiet tokenizers, DeepSpeed's CPU backend.
 WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
+LOCAL_START_ATTEMPTS = 2
 
 
 class EventSink:
@@ -107,15 +108,25 @@ class RayCluster:
                 log.info("joining the Ray cluster at %s", self.address)
                 ray.init(address=self.address, runtime_env=runtime_env, log_to_driver=False)
             else:
-                log.info("starting a local Ray")
                 # Ray waits 30 s for its GCS to bind; a busy small machine can take longer.
                 os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
-                ray.init(
-                    num_cpus=self.num_cpus,
-                    include_dashboard=False,
-                    runtime_env=runtime_env,
-                    log_to_driver=False,
-                )
+                for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+                    log.info("starting a local Ray (attempt %d)", attempt)
+                    try:
+                        # "local": a new Ray of our own, never one a `ray start` left running.
+                        ray.init(
+                            address="local",
+                            num_cpus=self.num_cpus,
+                            include_dashboard=False,
+                            runtime_env=runtime_env,
+                            log_to_driver=False,
+                        )
+                        break
+                    except Exception:
+                        ray.shutdown()
+                        if attempt == LOCAL_START_ATTEMPTS:
+                            raise
+                        log.warning("the local Ray did not start; trying again", exc_info=True)
                 self._started_here = True
 
     def resources(self) -> dict[str, float]:
