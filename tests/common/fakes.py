@@ -43,6 +43,7 @@ class AcceptingPlanner:
     """Stores every spec as given: the job machinery is under test, not planning."""
 
     gpus_available = False
+    cpu_bf16 = False
     memory_per_worker = 0
 
     def validate(self, spec: trainer_pb2.TrainJobSpec) -> trainer_pb2.TrainJobSpec:

@@ -11,7 +11,7 @@ from forgeline.client.refs import parse_ref
 from forgeline.trainer import targets
 from forgeline.trainer.config import TrainConfig, Tuner, check_spec, fill_defaults
 from forgeline.trainer.config.deepspeed_json import resolve_paths
-from forgeline.v1 import trainer_pb2
+from forgeline.v1 import common_pb2, trainer_pb2
 
 
 def spec(**fields) -> trainer_pb2.TrainJobSpec:
@@ -97,6 +97,35 @@ def test_defaults_are_filled_and_the_seed_flags_map_to_qlora():
     assert cfg.hyper.optimizer.value == "paged_adamw_32bit"
     assert filled.output_name == "smollm2-135m-instruct-sft"
     assert cfg.checkpoints.resume_enabled
+
+
+def test_packing_is_on_by_default_for_sft_and_pretraining_and_kept_when_given():
+    pb = trainer_pb2
+    sft, pretrain, dpo = (
+        spec(task=t) for t in (pb.TRAIN_TASK_SFT, pb.TRAIN_TASK_PRETRAIN, pb.TRAIN_TASK_DPO)
+    )
+    assert fill_defaults(sft).hyper_parameters.packing
+    assert fill_defaults(pretrain).hyper_parameters.packing
+    assert not fill_defaults(dpo).hyper_parameters.packing
+    off = spec(hyper_parameters=pb.HyperParameters(packing=False))
+    assert not TrainConfig.from_pb(fill_defaults(off)).hyper.packing
+
+
+@pytest.mark.parametrize(
+    ("fields", "cpu_bf16", "expected"),
+    [
+        ({}, False, trainer_pb2.PRECISION_FP32),
+        ({}, True, trainer_pb2.PRECISION_BF16),
+        ({"distribution": trainer_pb2.DistributionConfig(resources=common_pb2.ResourceRequest(gpus_per_worker=1))}, False, trainer_pb2.PRECISION_BF16),
+        ({"tuner": trainer_pb2.TUNER_QLORA}, True, trainer_pb2.PRECISION_FP32),
+        ({"distribution": trainer_pb2.DistributionConfig(strategy=trainer_pb2.DISTRIBUTION_STRATEGY_DEEPSPEED)}, True, trainer_pb2.PRECISION_FP32),
+        ({"hyper_parameters": trainer_pb2.HyperParameters(precision=trainer_pb2.PRECISION_FP32)}, True, trainer_pb2.PRECISION_FP32),
+    ],
+    ids=["cpu", "cpu-with-bf16-units", "gpu", "qlora-on-cpu", "deepspeed-on-cpu", "asked-fp32"],
+)  # fmt: skip
+def test_precision_defaults_to_bf16_where_the_hardware_computes_it(fields, cpu_bf16, expected):
+    filled = fill_defaults(spec(**fields), cpu_bf16=cpu_bf16)
+    assert filled.hyper_parameters.precision == expected
 
 
 def test_default_targets_per_architecture():

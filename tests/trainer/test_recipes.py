@@ -114,3 +114,25 @@ def test_checkpoint_layout(tmp_path: Path, bundled_model, tiny_facts):
     (final,) = env.saved
     assert final["step"] == 1 and final["world_size"] == 1
     assert final["peak_rss_bytes"] >= final["baseline_rss_bytes"] > 0
+
+
+def test_a_packed_row_gives_each_sequence_the_logits_it_has_alone(bundled_model):
+    from forgeline.trainer.data import Tokenized, pack
+    from forgeline.trainer.modeling import load_for_training
+    from forgeline.trainer.recipes.common import collate_lm
+
+    # As trained: without a KV cache, transformers reads restarting positions as boundaries.
+    model = load_for_training(bundled_model, CFG, device=torch.device("cpu"))
+    seqs = [Tokenized(list(range(100 + 7 * n, 100 + 8 * n)), [1] * n) for n in (9, 5, 12)]
+    (row,) = pack(seqs, 32)
+    batch = collate_lm([row], pad_id=0, device=torch.device("cpu"))
+    assert "attention_mask" not in batch  # the positions alone mark the boundaries
+    batch.pop("labels")
+    with torch.no_grad():
+        packed = model(**batch).logits[0]
+        start = 0
+        for seq in sorted(seqs, key=lambda s: len(s.input_ids), reverse=True):
+            n = len(seq.input_ids)
+            alone = model(input_ids=torch.tensor([seq.input_ids])).logits[0]
+            torch.testing.assert_close(packed[start : start + n], alone, atol=1e-4, rtol=1e-4)
+            start += n

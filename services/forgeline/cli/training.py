@@ -50,6 +50,7 @@ from forgeline.cli.training_inputs import (
 from forgeline.client.labels import label
 from forgeline.client.refs import RefError, parse_ref
 from forgeline.trainer.config import fill_defaults
+from forgeline.trainer.config.defaults import cpu_has_bf16
 from forgeline.v1 import common_pb2, trainer_pb2
 
 RegistryOption = Annotated[
@@ -137,7 +138,7 @@ def _with_defaults(spec: trainer_pb2.TrainJobSpec, inputs: dict[str, str]):
     full.CopyFrom(spec)
     with contextlib.suppress(RefError):  # not a reference yet: no default output name
         full.base_model.CopyFrom(parse_ref(inputs["base_model"]))
-    return fill_defaults(full)
+    return fill_defaults(full, cpu_bf16=cpu_has_bf16())
 
 
 def _submit(task_name: str, options: dict, spec: trainer_pb2.TrainJobSpec) -> None:
@@ -286,7 +287,8 @@ def _training_command(task: int, task_name: str, help_text: str, dpo: bool = Fal
         precision: Annotated[
             int | None,
             choice_option(
-                trainer_pb2.Precision, help="Training precision \\[bf16 on GPU, fp32 on CPU]."
+                trainer_pb2.Precision,
+                help="Training precision \\[bf16 on GPUs and CPUs with bf16 units, else fp32].",
             ),
         ] = None,
         gradient_checkpointing: Annotated[

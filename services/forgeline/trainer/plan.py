@@ -141,6 +141,7 @@ class Planner:
     Args:
         cache: Where references are resolved and pulled from.
         gpus_available: Whether the cluster has GPUs.
+        cpu_bf16: Whether the cluster's CPUs compute bf16 natively (CPU jobs default to it).
         memory_per_worker: Bytes a worker may use when the spec does not say; AUTO picks
             the lightest strategy whose estimate fits.
         tokenizer_loader: Loads a tokenizer from a model folder (tests may stub it).
@@ -151,11 +152,13 @@ class Planner:
         cache: VersionCache,
         *,
         gpus_available: bool = False,
+        cpu_bf16: bool = False,
         memory_per_worker: int = 0,
         tokenizer_loader: Callable[[Path], object] | None = None,
     ):
         self.cache = cache
         self.gpus_available = gpus_available
+        self.cpu_bf16 = cpu_bf16
         self.memory_per_worker = memory_per_worker
         self._load_tokenizer = tokenizer_loader or _load_tokenizer
 
@@ -172,7 +175,7 @@ class Planner:
     def plan(self, spec: trainer_pb2.TrainJobSpec) -> Plan:
         """Checks a spec against its model and data and estimates the run."""
         report = check_spec(spec, gpus_available=self.gpus_available)
-        resolved = fill_defaults(spec)
+        resolved = fill_defaults(spec, cpu_bf16=self.cpu_bf16)
         plan = Plan(spec=resolved, problems=report.problems, warnings=report.warnings)
         task = task_of(spec) or Task.SFT
         base = self._resolve(plan, resolved.base_model, "spec.base_model", _START_KINDS)
@@ -226,6 +229,13 @@ class Planner:
         if plan.problems or info is None or loaded is None or base_dir is None:
             return plan
         self._size(plan, info, base_dir, loaded)
+        if (
+            plan.strategy is Strategy.DEEPSPEED
+            and not resolved.distribution.resources.gpus_per_worker
+            and not spec.hyper_parameters.precision
+        ):
+            # As `fill_defaults` does for a requested DeepSpeed: fp32 on CPU workers.
+            resolved.hyper_parameters.precision = trainer_pb2.PRECISION_FP32
         return plan
 
     # -- steps of `plan` -----------------------------------------------------------------------

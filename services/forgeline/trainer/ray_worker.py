@@ -113,6 +113,11 @@ def train_worker(payload: dict[str, Any]) -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import ray
     import ray.train
+    import torch
+
+    cpus = int(payload["config"].dist.cpus_per_worker)
+    if cpus:
+        torch.set_num_threads(cpus)  # as many compute threads as the CPUs this worker owns
 
     sink = payload["sink"]
     cfg: TrainConfig = payload["config"]

@@ -19,6 +19,7 @@ from forgeline.common.job_service import JobRpcs, build_job_server
 from forgeline.common.jobs import Runner
 from forgeline.common.server import ForgelineServer
 from forgeline.common.settings import Settings
+from forgeline.trainer.config.defaults import cpu_has_bf16
 from forgeline.trainer.launcher import RayLauncher
 from forgeline.trainer.plan import Plan, Planner
 from forgeline.trainer.runner import TrainRunner
@@ -33,6 +34,7 @@ class SpecPlanner(Protocol):
     """What the servicer needs of a planner (the real `Planner`, or a test's fake)."""
 
     gpus_available: bool
+    cpu_bf16: bool
     memory_per_worker: int
 
     def validate(self, spec: trainer_pb2.TrainJobSpec) -> trainer_pb2.TrainJobSpec:
@@ -128,6 +130,7 @@ def _start_ray(launcher: RayLauncher, planner: SpecPlanner):
 
     async def start() -> None:
         resources = await asyncio.to_thread(launcher.resources)
+        planner.cpu_bf16 = await asyncio.to_thread(launcher.probe, cpu_has_bf16)
         planner.gpus_available = resources.get("GPU", 0) > 0
         planner.memory_per_worker = int(resources.get("memory", 0))
 
