@@ -111,18 +111,23 @@ def test_packing_is_on_by_default_for_sft_and_pretraining_and_kept_when_given():
     assert not TrainConfig.from_pb(fill_defaults(off)).hyper.packing
 
 
+ON_GPU = trainer_pb2.DistributionConfig(resources=common_pb2.ResourceRequest(gpus_per_worker=1))
+DEEPSPEED = trainer_pb2.DistributionConfig(strategy=trainer_pb2.DISTRIBUTION_STRATEGY_DEEPSPEED)
+FP32, BF16 = trainer_pb2.PRECISION_FP32, trainer_pb2.PRECISION_BF16
+
+
 @pytest.mark.parametrize(
     ("fields", "cpu_bf16", "expected"),
     [
-        ({}, False, trainer_pb2.PRECISION_FP32),
-        ({}, True, trainer_pb2.PRECISION_BF16),
-        ({"distribution": trainer_pb2.DistributionConfig(resources=common_pb2.ResourceRequest(gpus_per_worker=1))}, False, trainer_pb2.PRECISION_BF16),
-        ({"tuner": trainer_pb2.TUNER_QLORA}, True, trainer_pb2.PRECISION_FP32),
-        ({"distribution": trainer_pb2.DistributionConfig(strategy=trainer_pb2.DISTRIBUTION_STRATEGY_DEEPSPEED)}, True, trainer_pb2.PRECISION_FP32),
-        ({"hyper_parameters": trainer_pb2.HyperParameters(precision=trainer_pb2.PRECISION_FP32)}, True, trainer_pb2.PRECISION_FP32),
+        ({}, False, FP32),
+        ({}, True, BF16),
+        ({"distribution": ON_GPU}, False, BF16),
+        ({"tuner": trainer_pb2.TUNER_QLORA}, True, FP32),
+        ({"distribution": DEEPSPEED}, True, FP32),
+        ({"hyper_parameters": trainer_pb2.HyperParameters(precision=FP32)}, True, FP32),
     ],
     ids=["cpu", "cpu-with-bf16-units", "gpu", "qlora-on-cpu", "deepspeed-on-cpu", "asked-fp32"],
-)  # fmt: skip
+)
 def test_precision_defaults_to_bf16_where_the_hardware_computes_it(fields, cpu_bf16, expected):
     filled = fill_defaults(spec(**fields), cpu_bf16=cpu_bf16)
     assert filled.hyper_parameters.precision == expected
