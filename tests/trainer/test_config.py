@@ -99,6 +99,25 @@ def test_defaults_are_filled_and_the_seed_flags_map_to_qlora():
     assert cfg.checkpoints.resume_enabled
 
 
+def test_qlora_with_fsdp_runs_on_gpu_workers_and_is_refused_on_cpu_with_the_reason():
+    def qlora_fsdp(gpus: int, bits: int = 4):
+        return spec(
+            tuner=trainer_pb2.TUNER_QLORA,
+            quantization=trainer_pb2.QuantizationConfig(bits=bits),
+            distribution=trainer_pb2.DistributionConfig(
+                strategy=trainer_pb2.DISTRIBUTION_STRATEGY_FSDP,
+                resources=common_pb2.ResourceRequest(num_workers=2, gpus_per_worker=gpus),
+            ),
+        )
+
+    assert not check_spec(qlora_fsdp(gpus=1), gpus_available=True).problems
+    (on_cpu,) = check_spec(qlora_fsdp(gpus=0)).problems
+    assert on_cpu.field == "spec.distribution.strategy"
+    assert "needs GPU workers" in on_cpu.description and "DDP" in on_cpu.description
+    (eight_bit,) = check_spec(qlora_fsdp(gpus=1, bits=8), gpus_available=True).problems
+    assert eight_bit.field == "spec.quantization.bits"
+
+
 def test_packing_is_on_by_default_for_sft_and_pretraining_and_kept_when_given():
     pb = trainer_pb2
     sft, pretrain, dpo = (

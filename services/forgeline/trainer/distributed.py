@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
-from forgeline.trainer.config import OptimizerKind, Precision, Strategy, TrainConfig
+from forgeline.trainer.config import OptimizerKind, Precision, Scheduler, Strategy, TrainConfig
 from forgeline.trainer.state_files import load_plain_state
 
 if TYPE_CHECKING:
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_FILE = "engine.pt"
+# Warmup-stable-decay: the share of the steps spent decaying, and the rate it decays to.
+WSD_DECAY_FRACTION = 0.2
+WSD_MIN_LR_RATIO = 0.1
 
 
 def world() -> tuple[int, int]:
@@ -82,11 +85,18 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_st
     """The configured learning-rate schedule (warm-up included)."""
     from transformers import get_scheduler
 
+    extra = {}
+    if cfg.hyper.scheduler is Scheduler.WARMUP_STABLE_DECAY:
+        extra = {
+            "num_decay_steps": math.ceil(WSD_DECAY_FRACTION * total_steps),
+            "min_lr_ratio": WSD_MIN_LR_RATIO,
+        }
     return get_scheduler(
         cfg.hyper.scheduler.value,
         optimizer,
         num_warmup_steps=cfg.hyper.warmup_for(total_steps),
         num_training_steps=total_steps,
+        scheduler_specific_kwargs=extra,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from forgeline.trainer.config import Precision, QuantType, TrainConfig, Tuner
+from forgeline.trainer.config import Precision, QuantType, Strategy, TrainConfig, Tuner
 from forgeline.trainer.targets import ALL_LINEAR
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,9 @@ def load_for_training(
                 bnb_4bit_quant_type=cfg.quant.quant_type.value,
                 bnb_4bit_use_double_quant=cfg.quant.double_quant,
                 bnb_4bit_compute_dtype=compute,
+                # Under FSDP the packed 4-bit weights are stored in the dtype of the other
+                # weights, so that FSDP shards them like any other parameter.
+                bnb_4bit_quant_storage=compute if cfg.dist.strategy is Strategy.FSDP else None,
             )
         else:
             assert cfg.quant.quant_type is QuantType.INT8

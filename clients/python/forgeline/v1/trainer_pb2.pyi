@@ -58,6 +58,7 @@ class LrScheduler(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LR_SCHEDULER_POLYNOMIAL: _ClassVar[LrScheduler]
     LR_SCHEDULER_CONSTANT: _ClassVar[LrScheduler]
     LR_SCHEDULER_CONSTANT_WITH_WARMUP: _ClassVar[LrScheduler]
+    LR_SCHEDULER_WARMUP_STABLE_DECAY: _ClassVar[LrScheduler]
 
 class Optimizer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -116,6 +117,7 @@ LR_SCHEDULER_COSINE_WITH_RESTARTS: LrScheduler
 LR_SCHEDULER_POLYNOMIAL: LrScheduler
 LR_SCHEDULER_CONSTANT: LrScheduler
 LR_SCHEDULER_CONSTANT_WITH_WARMUP: LrScheduler
+LR_SCHEDULER_WARMUP_STABLE_DECAY: LrScheduler
 OPTIMIZER_UNSPECIFIED: Optimizer
 OPTIMIZER_ADAMW: Optimizer
 OPTIMIZER_PAGED_ADAMW_8BIT: Optimizer

@@ -323,11 +323,26 @@ def _check_distribution(
     sharded = (strategy is Strategy.DEEPSPEED and effective_stage == 3) or (
         strategy is Strategy.FSDP
     )
-    if tuner is Tuner.QLORA and sharded:
+    if tuner is Tuner.QLORA and strategy is Strategy.FSDP:
+        # bitsandbytes keeps 4-bit weights in a storage dtype FSDP can shard, on GPUs only.
+        quant = spec.quantization
+        if res.gpus_per_worker <= 0:
+            r.problems.add(
+                "spec.distribution.strategy",
+                "QLoRA with FSDP needs GPU workers: bitsandbytes stores its 4-bit weights in "
+                "a dtype FSDP can shard only on GPUs; on CPU use DDP, DEEPSPEED with "
+                "zero_stage <= 2, or the LORA tuner",
+            )
+        elif quant.bits == 8:
+            r.problems.add(
+                "spec.quantization.bits",
+                "QLoRA with FSDP shards 4-bit weights only; use bits 4 or DDP",
+            )
+    elif tuner is Tuner.QLORA and sharded:
         r.problems.add(
             "spec.distribution.strategy",
-            "QLoRA's bitsandbytes 4/8-bit base weights cannot be partitioned by ZeRO-3 or FSDP "
-            "here; use DEEPSPEED with zero_stage <= 2, DDP, or the LORA tuner",
+            "QLoRA's bitsandbytes 4/8-bit base weights cannot be partitioned by ZeRO-3; use "
+            "FSDP on GPU workers, DEEPSPEED with zero_stage <= 2, DDP, or the LORA tuner",
         )
     if tuner is Tuner.QLORA and d.offload_params:
         r.problems.add(

@@ -61,6 +61,7 @@ class Scheduler(enum.StrEnum):
     POLYNOMIAL = "polynomial"
     CONSTANT = "constant"
     CONSTANT_WITH_WARMUP = "constant_with_warmup"
+    WARMUP_STABLE_DECAY = "warmup_stable_decay"
 
 
 class OptimizerKind(enum.StrEnum):
@@ -143,6 +144,7 @@ SCHEDULER_FROM_PB: dict[int, Scheduler] = {
     trainer_pb2.LR_SCHEDULER_POLYNOMIAL: Scheduler.POLYNOMIAL,
     trainer_pb2.LR_SCHEDULER_CONSTANT: Scheduler.CONSTANT,
     trainer_pb2.LR_SCHEDULER_CONSTANT_WITH_WARMUP: Scheduler.CONSTANT_WITH_WARMUP,
+    trainer_pb2.LR_SCHEDULER_WARMUP_STABLE_DECAY: Scheduler.WARMUP_STABLE_DECAY,
 }
 OPTIMIZER_FROM_PB: dict[int, OptimizerKind] = {
     trainer_pb2.OPTIMIZER_ADAMW: OptimizerKind.ADAMW,
