@@ -155,16 +155,18 @@ def test_auto_picks_the_lightest_strategy_that_fits_the_worker(smollm2):
     def total(strategy: Strategy, stage: int) -> int:
         return estimate_memory(smollm2, full, strategy, stage, TOKENS).total
 
-    ddp, zero2, zero3 = (
+    ddp, zero2, fsdp, zero3 = (
         total(Strategy.DDP, 0),
         total(Strategy.DEEPSPEED, 2),
+        total(Strategy.FSDP, 0),
         total(Strategy.DEEPSPEED, 3),
     )
+    assert ddp > zero2 > fsdp >= zero3
     assert choose_strategy(smollm2, full, TOKENS, 0) == (Strategy.DDP, None)
     assert choose_strategy(smollm2, full, TOKENS, ddp) == (Strategy.DDP, None)
     assert choose_strategy(smollm2, full, TOKENS, ddp - 1) == (Strategy.DEEPSPEED, 2)
     assert choose_strategy(smollm2, full, TOKENS, zero2) == (Strategy.DEEPSPEED, 2)
-    assert choose_strategy(smollm2, full, TOKENS, zero2 - 1) == (Strategy.DEEPSPEED, 3)
+    assert choose_strategy(smollm2, full, TOKENS, zero2 - 1) == (Strategy.FSDP, None)
     # Nothing fits: the lightest candidate, and the plan warns.
     assert choose_strategy(smollm2, full, TOKENS, zero3 // 2) == (Strategy.DEEPSPEED, 3)
 
@@ -172,6 +174,8 @@ def test_auto_picks_the_lightest_strategy_that_fits_the_worker(smollm2):
 def test_auto_never_partitions_quantized_weights_and_one_worker_runs_alone(smollm2):
     qlora = auto(config(Tuner.QLORA), 2)
     assert choose_strategy(smollm2, qlora, TOKENS, 1) == (Strategy.DEEPSPEED, 2)
+    on_gpus = dataclasses.replace(qlora, dist=dataclasses.replace(qlora.dist, gpus_per_worker=1))
+    assert choose_strategy(smollm2, on_gpus, TOKENS, 1) == (Strategy.FSDP, None)
     alone = auto(config(Tuner.FULL), 1)
     assert choose_strategy(smollm2, alone, TOKENS, 1) == (Strategy.NONE, None)
     fsdp = auto(config(Tuner.FULL), 2)
@@ -396,4 +400,24 @@ def test_planner_auto_fits_memory_per_worker(cache, tokenizer):
     assert "strategy AUTO: DEEPSPEED ZeRO-2 for 2 workers" in tight.warnings
     hopeless = plan_with(1)
     assert (hopeless.strategy, hopeless.zero_stage) == (Strategy.DEEPSPEED, 3)
+    assert any("exceeds the 0.0 GiB available" in w for w in hopeless.warnings)
+
+
+def test_a_batch_too_big_for_the_worker_is_split_into_accumulated_micro_batches(cache, tokenizer):
+    def plan_with(budget: int, batch: int = 8):
+        planner = Planner(cache, memory_per_worker=budget, tokenizer_loader=lambda _: tokenizer)
+        return planner.plan(sft_spec(per_device_batch_size=batch, max_seq_length=256))
+
+    whole, quarter = plan_with(0), plan_with(0, batch=2)
+    assert whole.memory.total > quarter.memory.total
+    fitted = plan_with(quarter.memory.total)
+    h = fitted.spec.hyper_parameters
+    assert (h.per_device_batch_size, h.gradient_accumulation_steps) == (2, 4)
+    assert fitted.total_steps == whole.total_steps  # the same effective batch
+    assert fitted.memory.total <= quarter.memory.total
+    assert any(
+        "gradient_accumulation_steps 4 keeps the effective batch" in w for w in fitted.warnings
+    )
+    hopeless = plan_with(1)
+    assert hopeless.spec.hyper_parameters.per_device_batch_size == 8
     assert any("exceeds the 0.0 GiB available" in w for w in hopeless.warnings)

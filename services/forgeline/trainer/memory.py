@@ -143,9 +143,9 @@ def choose_strategy(
     """The strategy (and ZeRO stage) a configuration runs with.
 
     A requested strategy is kept. AUTO runs one worker without distribution; for more
-    workers it takes the first of DDP, DeepSpeed ZeRO-2 and ZeRO-3 (ZeRO-3 not for
-    QLoRA, whose quantized weights it cannot partition) whose estimate fits `budget`, or
-    the last of them when none fits.
+    workers it takes the first of DDP, DeepSpeed ZeRO-2, FSDP and ZeRO-3 whose estimate
+    fits `budget`, or the last of them when none fits. QLoRA's quantized weights are
+    sharded by FSDP on GPU workers only, and never by ZeRO-3.
 
     Args:
         info: The base model's sizes.
@@ -163,11 +163,11 @@ def choose_strategy(
         return requested, None
     if cfg.dist.num_workers == 1:
         return Strategy.NONE, None
-    candidates: list[tuple[Strategy, int | None]] = [(Strategy.DDP, None)]
+    candidates: list[tuple[Strategy, int | None]] = [(Strategy.DDP, None), (Strategy.DEEPSPEED, 2)]
+    if cfg.tuner is not Tuner.QLORA or cfg.dist.use_gpu:
+        candidates.append((Strategy.FSDP, None))
     if cfg.tuner is not Tuner.QLORA:
-        candidates += [(Strategy.DEEPSPEED, 2), (Strategy.DEEPSPEED, 3)]
-    else:
-        candidates += [(Strategy.DEEPSPEED, 2)]
+        candidates.append((Strategy.DEEPSPEED, 3))
     choice = candidates[0]
     for strategy, stage in candidates:
         choice = (strategy, stage)
@@ -175,3 +175,32 @@ def choose_strategy(
         if not budget or estimate.total <= budget:
             break
     return choice
+
+
+def fit_micro_batch(
+    info: ModelInfo,
+    cfg: TrainConfig,
+    strategy: Strategy,
+    zero_stage: int,
+    longest: int,
+    budget: int,
+) -> tuple[int, int] | None:
+    """A smaller micro-batch, with more accumulation, that keeps the effective batch and fits.
+
+    Halves `batch_size` and doubles `grad_accum` until the estimate fits `budget`.
+
+    Returns:
+        (batch_size, grad_accum), or None when even one sequence per micro-batch does not
+        fit (or the batch cannot be halved evenly).
+    """
+    from dataclasses import replace
+
+    h = cfg.hyper
+    batch, accum = h.batch_size, h.grad_accum
+    while batch > 1 and batch % 2 == 0:
+        batch, accum = batch // 2, accum * 2
+        smaller = replace(cfg, hyper=replace(h, batch_size=batch, grad_accum=accum))
+        tokens = micro_batch_tokens(smaller, longest)
+        if estimate_memory(info, smaller, strategy, zero_stage, tokens).total <= budget:
+            return batch, accum
+    return None

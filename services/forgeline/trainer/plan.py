@@ -46,6 +46,7 @@ from forgeline.trainer.memory import (
     MemoryEstimate,
     choose_strategy,
     estimate_memory,
+    fit_micro_batch,
     micro_batch_tokens,
 )
 from forgeline.trainer.model_info import ModelInfo, is_head_module, read_model_info
@@ -392,7 +393,7 @@ class Planner:
             else cfg.hyper.epochs
         )
         plan.total_tokens = int(tokens_per_epoch * epochs_done)
-        longest = max((_length(t) for t in tokenized), default=cfg.hyper.max_seq_length)
+        longest = max((data_mod.row_length(t) for t in tokenized), default=cfg.hyper.max_seq_length)
         micro_tokens = micro_batch_tokens(cfg, longest)
         strategy, stage = self._choose_strategy(plan, cfg, info, micro_tokens)
         plan.strategy, plan.zero_stage = strategy, stage
@@ -401,7 +402,21 @@ class Planner:
         if strategy is Strategy.DEEPSPEED:
             spec.distribution.zero_stage = stage
         budget = cfg.dist.memory_bytes_per_worker or self.memory_per_worker
+        fitted = None
         if budget and plan.memory.total > budget:
+            fitted = fit_micro_batch(info, cfg, strategy, stage or 0, longest, budget)
+        if fitted is not None:
+            h = spec.hyper_parameters
+            plan.warnings.append(
+                f"per_device_batch_size {h.per_device_batch_size} does not fit "
+                f"{budget / GIB:.1f} GiB per worker: {fitted[0]} per micro-batch with "
+                f"gradient_accumulation_steps {fitted[1]} keeps the effective batch"
+            )
+            h.per_device_batch_size, h.gradient_accumulation_steps = fitted
+            cfg = TrainConfig.from_pb(spec)
+            micro_tokens = micro_batch_tokens(cfg, longest)
+            plan.memory = estimate_memory(info, cfg, strategy, stage or 0, micro_tokens)
+        elif budget and plan.memory.total > budget:
             plan.warnings.append(
                 f"estimated {plan.memory.total / GIB:.1f} GiB per worker exceeds the "
                 f"{budget / GIB:.1f} GiB available; use more workers, ZeRO-3, QLoRA or a "
@@ -422,14 +437,6 @@ class Planner:
                 name = strategy.name + (f" ZeRO-{stage}" if stage is not None else "")
                 plan.warnings.append(f"strategy AUTO: {name} for {cfg.dist.num_workers} workers")
         return strategy, stage
-
-
-def _length(item) -> int:
-    if isinstance(item, data_mod.Tokenized):
-        return len(item.input_ids)
-    if isinstance(item, data_mod.TokenizedPair):
-        return len(item.prompt_ids) + max(len(item.chosen_ids), len(item.rejected_ids))
-    return len(item["input_ids"])
 
 
 def _load_tokenizer(folder: Path):

@@ -158,3 +158,12 @@ def count_tokens(items: Sequence[Any]) -> int:
         else:
             total += len(item["input_ids"])
     return total
+
+
+def row_length(item: Any) -> int:
+    """Tokens one item occupies in a batch row (a pair: the prompt and its longer answer)."""
+    if isinstance(item, Tokenized):
+        return len(item.input_ids)
+    if isinstance(item, TokenizedPair):
+        return len(item.prompt_ids) + max(len(item.chosen_ids), len(item.rejected_ids))
+    return len(item["input_ids"])
