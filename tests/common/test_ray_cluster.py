@@ -66,3 +66,32 @@ def test_a_given_address_is_joined_as_given(fake_ray):
     fake = fake_ray(failures=0)
     RayCluster("10.0.0.5:6379").ensure_started()
     assert fake.calls[0]["address"] == "10.0.0.5:6379"
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [
+        ("127.0.0.1:50051", True),
+        ("localhost:50051", True),
+        ("[::1]:50051", True),
+        ("10.0.0.7:50051", False),
+        ("registry.forgeline.svc:50051", False),
+    ],
+)
+def test_loopback_addresses_are_told_apart(address, loopback):
+    assert ray_cluster.loopback_host(address) is loopback
+
+
+def test_other_hosts_are_the_live_nodes_on_other_machines(fake_ray, monkeypatch):
+    import ray
+
+    fake_ray(failures=0)
+    nodes = [
+        {"NodeManagerAddress": "10.0.0.5", "Alive": True},  # this machine (two nodes here)
+        {"NodeManagerAddress": "10.0.0.5", "Alive": True},
+        {"NodeManagerAddress": "10.0.0.6", "Alive": True},
+        {"NodeManagerAddress": "10.0.0.7", "Alive": False},
+    ]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "10.0.0.5")
+    assert RayCluster("10.0.0.5:6379").other_hosts() == ["10.0.0.6"]

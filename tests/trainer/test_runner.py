@@ -3,7 +3,9 @@
 Cancellation: stopping the workers and finishing an interrupted upload run to their end
 even when a second cancel arrives meanwhile. Restarts: a job whose earlier attempt
 already registered its result adopts that version instead of registering a second one.
-DeepSpeed JSON: its paths land in the job's folder before the run is launched.
+DeepSpeed JSON: its paths land in the job's folder before the run is launched. Training
+storage: each job gets its own folder there (the same one on every attempt), the result is
+read in place from a path and downloaded from a URI, and a cancelled job's folder goes.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from forgeline.client import exceptions
 from forgeline.client.refs import parse_ref
 from forgeline.trainer import runner as runner_mod
 from forgeline.trainer.config import fill_defaults
-from forgeline.trainer.launcher import RunResult
+from forgeline.trainer.launcher import RunResult, TrainingFailed
 from forgeline.trainer.recipes.common import MODEL_DIR, TrainState
 from forgeline.trainer.runner import TrainRunner
+from forgeline.trainer.storage import TrainStorage
 from forgeline.v1 import registry_pb2, trainer_pb2
 
 READY = registry_pb2.VERSION_STATE_READY
@@ -50,6 +53,7 @@ class Ctx:
     spec: trainer_pb2.TrainJobSpec
     attempt: int = 1
     job_id: str = "job-1"
+    cancel_requested: bool = False
     logs: list[str] = field(default_factory=list)
 
     @property
@@ -99,7 +103,7 @@ class FakeCache:
 class FakeHandle:
     """A run that ends on its own (`finished`) or is stopped, slowly."""
 
-    def __init__(self, checkpoint: Path | None, stop_seconds: float):
+    def __init__(self, checkpoint: str | None, stop_seconds: float):
         self.checkpoint = checkpoint
         self.stop_seconds = stop_seconds
         self.stop_started = threading.Event()
@@ -123,7 +127,7 @@ class FakeHandle:
 class FakeLauncher:
     def __init__(
         self,
-        checkpoint: Path | None = None,
+        checkpoint: str | None = None,
         stop_seconds: float = 1.0,
         allowed: bool = True,
         launch_seconds: float = 0.0,
@@ -140,17 +144,26 @@ class FakeLauncher:
         return self.handle
 
 
-def final_checkpoint(folder: Path) -> Path:
+def final_checkpoint(folder: Path) -> str:
     (folder / MODEL_DIR).mkdir(parents=True)
     (folder / MODEL_DIR / "adapter_model.safetensors").write_bytes(b"weights")
     TrainState(
         step=2, tokens=10, history=[{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]
     ).write(folder)
+    return str(folder)
+
+
+def make_runner(
+    launcher: FakeLauncher, registry: FakeRegistry | None = None, storage: str = ""
+) -> TrainRunner:
+    return TrainRunner(FakeCache(registry or FakeRegistry()), launcher, None, TrainStorage(storage))
+
+
+def job_dir(tmp_path: Path) -> Path:
+    """The job's folder, as the job machinery makes it."""
+    folder = tmp_path / "job"
+    folder.mkdir(exist_ok=True)
     return folder
-
-
-def make_runner(launcher: FakeLauncher, registry: FakeRegistry | None = None) -> TrainRunner:
-    return TrainRunner(FakeCache(registry or FakeRegistry()), launcher, worker_cache=None)
 
 
 async def wait_for(event: threading.Event, timeout: float = 20) -> None:
@@ -199,8 +212,7 @@ async def test_a_second_cancel_during_the_upload_still_archives_the_version(tmp_
     monkeypatch.setattr(runner_mod, "push_folder", slow_push)
     registry = FakeRegistry()
     launcher = FakeLauncher(checkpoint=final_checkpoint(tmp_path / "checkpoint"))
-    task = asyncio.create_task(make_runner(launcher, registry).run(Ctx(tmp_path / "job", spec())))
-    (tmp_path / "job").mkdir()
+    task = asyncio.create_task(make_runner(launcher, registry).run(Ctx(job_dir(tmp_path), spec())))
     await wait_for(started)
     task.cancel()
     await asyncio.sleep(0.1)
@@ -265,3 +277,70 @@ async def test_a_stored_spec_with_refused_deepspeed_settings_fails_before_launch
         "spec.distribution.deepspeed_config_json.flops_profiler.output_file"
     )
     assert launcher.requests == []
+
+
+@pytest.fixture
+def pushed(monkeypatch) -> dict[str, bytes]:
+    """The files (relative path -> bytes) of the folder the runner registers."""
+    files: dict[str, bytes] = {}
+
+    def push(registry, folder, model, kind, **options) -> registry_pb2.Version:
+        for path in Path(folder).rglob("*"):
+            if path.is_file():
+                files[path.relative_to(folder).as_posix()] = path.read_bytes()
+        return registry_pb2.Version(model=model, number=1, state=READY)
+
+    monkeypatch.setattr(runner_mod, "push_folder", push)
+    return files
+
+
+async def test_a_shared_storage_gives_each_job_its_folder_and_is_read_in_place(tmp_path, pushed):
+    shared = tmp_path / "shared"
+    checkpoint = final_checkpoint(shared / "job-1" / "run" / "checkpoint_000001")
+    launcher = FakeLauncher(checkpoint=checkpoint)
+    runner = make_runner(launcher, storage=str(shared))
+    result = await runner.run(Ctx(job_dir(tmp_path), spec()))
+    assert launcher.requests[0].storage == str(shared / "job-1")
+    assert result.outputs == ["out:1"] and result.metrics["train_steps"] == 2.0
+    assert pushed["adapter_model.safetensors"] == b"weights"
+    assert "training/loss_curve.csv" in pushed
+    assert not (tmp_path / "job" / "checkpoint").exists()  # nothing downloaded
+    # A later attempt (the service restarted) launches on the same folder, to resume there.
+    await runner.run(Ctx(job_dir(tmp_path), spec(), attempt=2))
+    assert launcher.requests[1].storage == launcher.requests[0].storage
+
+
+async def test_a_uri_storage_downloads_the_result_first(tmp_path, pushed):
+    shared = tmp_path / "bucket"
+    # What Ray Train reports for a URI storage: the path on its filesystem, no scheme.
+    checkpoint = final_checkpoint(shared / "job-1" / "run" / "checkpoint_000001")
+    launcher = FakeLauncher(checkpoint=checkpoint)
+    await make_runner(launcher, storage=f"file://{shared}").run(Ctx(job_dir(tmp_path), spec()))
+    assert launcher.requests[0].storage == f"file://{shared}/job-1"
+    downloaded = tmp_path / "job" / "checkpoint"
+    assert (downloaded / MODEL_DIR / "adapter_model.safetensors").read_bytes() == b"weights"
+    assert pushed["adapter_model.safetensors"] == b"weights"
+
+
+async def test_a_result_missing_from_the_storage_fails_the_job_saying_what_to_set(tmp_path):
+    # On another machine's disk, as with a path that is not shared.
+    launcher = FakeLauncher(checkpoint=str(tmp_path / "elsewhere" / "checkpoint_000001"))
+    with pytest.raises(TrainingFailed, match="FORGELINE_TRAIN_STORAGE"):
+        await make_runner(launcher, storage=str(tmp_path / "shared")).run(
+            Ctx(job_dir(tmp_path), spec())
+        )
+
+
+@pytest.mark.parametrize("cancelled", [True, False])
+async def test_a_cancelled_jobs_storage_goes_a_shutdowns_stays(tmp_path, cancelled):
+    shared = tmp_path / "shared"
+    launcher = FakeLauncher(stop_seconds=0)
+    ctx = Ctx(job_dir(tmp_path), spec(), cancel_requested=cancelled)
+    task = asyncio.create_task(make_runner(launcher, storage=str(shared)).run(ctx))
+    while not launcher.requests:
+        await asyncio.sleep(0.01)
+    (shared / "job-1" / "run").mkdir(parents=True)  # what the run wrote
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (shared / "job-1").exists() is not cancelled

@@ -4,10 +4,17 @@ A job service joins the cluster at `FORGELINE_RAY_ADDRESS`, or starts a local Ra
 (lazily, on first use). Work runs as Ray tasks with the resources a job asks for; a task
 reports progress through an `EventSink` actor that the service drains, and is stopped by
 cancelling it (which kills its worker process).
+
+A joined cluster runs the service's code in processes its own nodes start, so every node
+needs `forgeline` importable (installed, or on the `PYTHONPATH` its `ray start` ran with);
+the job's environment variables (`WORKER_ENV`) travel as the job's runtime environment.
+Nodes on other machines must also reach the registry: `loopback_host` helps tell when the
+address handed to them cannot work there.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import threading
@@ -130,6 +137,15 @@ class RayCluster:
                         log.warning("the local Ray did not start; trying again", exc_info=True)
                 self._started_here = True
 
+    def other_hosts(self) -> list[str]:
+        """Addresses of the cluster's live nodes on machines other than this one."""
+        import ray
+
+        self.ensure_started()
+        here = ray.util.get_node_ip_address()
+        hosts = {n.get("NodeManagerAddress", "") for n in ray.nodes() if n.get("Alive")}
+        return sorted(h for h in hosts if h and h != here)
+
     def resources(self) -> dict[str, float]:
         """The cluster's total resources (CPU, GPU, memory, ...)."""
         import ray
@@ -170,3 +186,15 @@ class RayCluster:
             if self._started_here and ray.is_initialized():
                 ray.shutdown()
                 self._started_here = False
+
+
+def loopback_host(address: str) -> bool:
+    """Whether a `host:port` address names this machine only (127.0.0.1, ::1, localhost)."""
+    host = address.rsplit(":", 1)[0] if ":" in address else address
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: resolved by each machine

@@ -83,6 +83,12 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     ),
     EnvVar("FORGELINE_CHUNK_BYTES", "262144", "Bytes per message when the registry streams files."),
     EnvVar("FORGELINE_RAY_ADDRESS", "", "Ray cluster to join; empty starts a local Ray."),
+    EnvVar(
+        "FORGELINE_TRAIN_STORAGE",
+        "<home>/trainer/jobs/<job>/ray",
+        "Where training checkpoints go, one subfolder per job: an absolute path every Ray node "
+        "shares, or a URI (s3://bucket/prefix, gs://..., file://...); empty: the job's folder.",
+    ),
     EnvVar("FORGELINE_REGISTRY_MAX_FILE_BYTES", "1099511627776", "Largest file one upload may be."),
     EnvVar("FORGELINE_REGISTRY_QUOTA_BYTES", "0", "Total bytes the registry stores; 0: no quota."),
     EnvVar(
@@ -182,6 +188,7 @@ class Settings:
     max_streams_per_connection: int = 256
     chunk_bytes: int = 256 * 1024
     ray_address: str = ""
+    train_storage: str = ""
     registry_max_file_bytes: int = 1024**4
     registry_quota_bytes: int = 0
     registry_gc_grace_seconds: float = 3600.0
@@ -220,6 +227,7 @@ class Settings:
             max_streams_per_connection=_int("FORGELINE_MAX_STREAMS_PER_CONNECTION", 256),
             chunk_bytes=_int("FORGELINE_CHUNK_BYTES", 256 * 1024),
             ray_address=_env("FORGELINE_RAY_ADDRESS"),
+            train_storage=_env("FORGELINE_TRAIN_STORAGE"),
             registry_max_file_bytes=_int("FORGELINE_REGISTRY_MAX_FILE_BYTES", 1024**4),
             registry_quota_bytes=_int("FORGELINE_REGISTRY_QUOTA_BYTES", 0),
             registry_gc_grace_seconds=_float("FORGELINE_REGISTRY_GC_GRACE_SECONDS", 3600.0),

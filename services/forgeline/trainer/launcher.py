@@ -3,9 +3,9 @@
 The service joins the Ray cluster at `FORGELINE_RAY_ADDRESS`, or starts a local one. A job
 becomes one `TorchTrainer` run (DDP process group over gloo on CPU, NCCL on GPU) whose
 workers run `forgeline.trainer.ray_worker.train_worker` and persist checkpoints through
-Ray Train into the job's storage folder. Re-launching a job with the same storage folder
-restores its newest checkpoint (Ray Train's run snapshot), which is how a restarted
-service resumes a job.
+Ray Train into the job's storage (a folder or URI every node reaches; see
+`forgeline.trainer.storage`). Re-launching a job with the same storage restores its newest
+checkpoint (Ray Train's run snapshot), which is how a restarted service resumes a job.
 
 Live progress travels through a small `EventSink` actor that rank 0 writes to and the
 service drains. Stopping is cooperative first (workers see the request at the next step
@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from forgeline.client import exceptions
@@ -42,21 +41,26 @@ class LaunchRequest:
         config: The resolved configuration.
         inputs: What the workers train on.
         cache: Where the workers pull inputs from (the registry and this machine's cache).
-        storage: The job's checkpoint storage (shared by every node of the cluster).
+        storage: The job's checkpoint storage, a path or URI every node of the cluster
+            reaches (Ray Train's `storage_path`).
     """
 
     job_id: str
     config: TrainConfig
     inputs: InputRefs
     cache: CacheConfig
-    storage: Path
+    storage: str
 
 
 @dataclass
 class RunResult:
-    """What a finished run left: its newest checkpoint and the last reported metrics."""
+    """What a finished run left: its newest checkpoint and the last reported metrics.
 
-    checkpoint: Path
+    `checkpoint` is the checkpoint's path on the storage's filesystem (for a URI storage,
+    without the scheme); `TrainStorage.fetch` makes it a local folder.
+    """
+
+    checkpoint: str
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -120,7 +124,7 @@ def _fit(request: LaunchRequest, sink: Any) -> dict[str, Any]:
         ),
         run_config=RunConfig(
             name="run",
-            storage_path=str(request.storage),
+            storage_path=request.storage,
             failure_config=FailureConfig(max_failures=0),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=request.config.checkpoints.keep_last or None
@@ -178,7 +182,7 @@ class RunHandle:
             raise TrainingFailed(_worker_error(exc)) from exc
         if not out["checkpoint"]:
             raise TrainingFailed("the run ended without a checkpoint")
-        return RunResult(Path(out["checkpoint"]), out["metrics"])
+        return RunResult(out["checkpoint"], out["metrics"])
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Stops the workers: at their next step, or killed after `grace` seconds."""
@@ -210,9 +214,16 @@ class RunHandle:
 
 
 def _worker_error(exc: BaseException) -> str:
-    """The innermost, most useful message of a Ray Train failure."""
-    seen = exc
+    """The innermost, most useful message of a Ray Train failure.
+
+    A worker process, the run's driver task or a whole node that disappeared (killed, out
+    of memory, a machine lost) is said so before Ray's message, which names only an actor.
+    """
+    seen, lost = exc, False
     for _ in range(10):
+        # Ray Train reports each rank's failure, a lost worker as a failed health check.
+        failures = getattr(seen, "worker_failures", None) or {}
+        lost = lost or _gone(seen) or any(_gone(f) for f in failures.values())
         cause = getattr(seen, "cause", None) or seen.__cause__
         if cause is None:
             break
@@ -221,7 +232,27 @@ def _worker_error(exc: BaseException) -> str:
         return "stopped on request"
     text = str(seen).strip().splitlines()
     tail = [line for line in text if line.strip()]
-    return (tail[-1] if tail else type(seen).__name__)[:2000]
+    message = (tail[-1] if tail else type(seen).__name__)[:2000]
+    return f"a Ray worker or the node it ran on was lost: {message}" if lost else message
+
+
+def _gone(exc: BaseException | None) -> bool:
+    """Whether `exc` (or what it wraps) says a Ray process or node is gone."""
+    import ray.exceptions
+
+    gone = (
+        ray.exceptions.RayActorError,  # died, or unreachable since its node went
+        ray.exceptions.NodeDiedError,
+        ray.exceptions.WorkerCrashedError,
+        ray.exceptions.LocalRayletDiedError,
+    )
+    for _ in range(5):
+        if exc is None:
+            return False
+        if isinstance(exc, gone):
+            return True
+        exc = getattr(exc, "health_check_failure", None) or exc.__cause__
+    return False
 
 
 class RayLauncher(RayCluster):
@@ -248,7 +279,6 @@ class RayLauncher(RayCluster):
 
             cfg = replace(cfg, dist=replace(cfg.dist, cpus_per_worker=share))
             request = replace(request, config=cfg)
-        request.storage.mkdir(parents=True, exist_ok=True)
         sink = ray.remote(num_cpus=0)(RunEventSink).remote()
         fit = ray.remote(num_cpus=0, max_retries=0)(_fit)
         return RunHandle(fit.remote(request, sink), sink)

@@ -9,7 +9,9 @@ metrics, the loss curve as CSV and PNG, and the training log. A cancelled job st
 workers and registers nothing (a version whose upload was under way is archived); an
 interrupted one resumes from its newest checkpoint, or adopts the version an earlier
 attempt registered before the service died. Paths in the job's DeepSpeed JSON are placed
-under the job's folder before the run is launched.
+under the job's folder before the run is launched. Checkpoints go to the job's training
+storage (`forgeline.trainer.storage`: its folder, a shared path or a URI), from which the
+result is read back, downloading it first when the storage is a URI.
 """
 
 from __future__ import annotations
@@ -32,8 +34,16 @@ from forgeline.client.transfer import push_folder
 from forgeline.common.jobs import JobContext, JobResult, finish_despite_cancel
 from forgeline.trainer.config import TrainConfig
 from forgeline.trainer.config.deepspeed_json import resolve_paths
-from forgeline.trainer.launcher import InputRefs, LaunchRequest, RayLauncher, RunHandle, RunResult
+from forgeline.trainer.launcher import (
+    InputRefs,
+    LaunchRequest,
+    RayLauncher,
+    RunHandle,
+    RunResult,
+    TrainingFailed,
+)
 from forgeline.trainer.recipes.common import MODEL_DIR, TrainState
+from forgeline.trainer.storage import TrainStorage
 from forgeline.v1 import registry_pb2, trainer_pb2
 
 log = logging.getLogger(__name__)
@@ -62,14 +72,22 @@ class TrainRunner:
         cache: The registry and this machine's version cache (resolve, pull, register).
         launcher: Starts runs on Ray.
         worker_cache: How workers reach the registry and their machine's cache.
+        storage: Where runs keep their checkpoints (default: each job's folder).
     """
 
     resumable = True
 
-    def __init__(self, cache: VersionCache, launcher: RayLauncher, worker_cache: CacheConfig):
+    def __init__(
+        self,
+        cache: VersionCache,
+        launcher: RayLauncher,
+        worker_cache: CacheConfig,
+        storage: TrainStorage | None = None,
+    ):
         self.cache = cache
         self.launcher = launcher
         self.worker_cache = worker_cache
+        self.storage = storage or TrainStorage()
 
     async def run(self, ctx: JobContext[trainer_pb2.TrainJobSpec]) -> JobResult:
         """Trains, registers the result, and returns its reference and final metrics.
@@ -78,7 +96,8 @@ class TrainRunner:
             InvalidArgument: the spec's DeepSpeed JSON has a refused setting (a job stored
                 before the rule existed).
             FailedPrecondition: the service restarted and the job does not allow resuming.
-            TrainingFailed: a worker raised.
+            TrainingFailed: a worker raised, or the result could not be read from the
+                training storage.
         """
         cfg = _confined(TrainConfig.from_pb(ctx.spec), ctx.work_dir)
         journal = _Journal(ctx)
@@ -113,12 +132,15 @@ class TrainRunner:
         )
         for ref in filter(None, dataclasses.astuple(inputs)):
             await asyncio.to_thread(self.cache.pull, ref)
+        # The same place on every attempt: a re-launch resumes from the run found there.
+        storage = self.storage.location(ctx.job_id, ctx.work_dir)
+        await asyncio.to_thread(self.storage.prepare, storage)
         request = LaunchRequest(
             job_id=ctx.job_id,
             config=cfg,
             inputs=inputs,
             cache=self.worker_cache,
-            storage=ctx.work_dir / "ray",
+            storage=storage,
         )
         launch = asyncio.ensure_future(asyncio.to_thread(self.launcher.launch, request))
         try:
@@ -127,8 +149,20 @@ class TrainRunner:
             journal.log("stopping the workers")
             # To the end, even through a second cancel: the job's folder goes only after.
             await finish_despite_cancel(self._stop(launch))
+            if ctx.cancel_requested:  # not a service shutdown, after which the job resumes
+                await finish_despite_cancel(asyncio.to_thread(self.storage.discard, storage))
             raise
-        return await self._register(ctx, cfg, result, (base, dataset, adapter), journal)
+        checkpoint = await asyncio.to_thread(self._fetch, storage, result, ctx.work_dir)
+        return await self._register(ctx, cfg, result, checkpoint, (base, dataset, adapter), journal)
+
+    def _fetch(self, storage: str, result: RunResult, work_dir: Path) -> Path:
+        """The result checkpoint as a local folder (downloaded from a URI storage)."""
+        try:
+            return self.storage.fetch(storage, result.checkpoint, work_dir)
+        except OSError as exc:
+            raise TrainingFailed(
+                f"could not read the result checkpoint from {storage}: {exc}"
+            ) from exc
 
     async def _stop(self, launch: asyncio.Future) -> None:
         """Stops a run, once it has been launched if a cancel came during the launch."""
@@ -189,11 +223,12 @@ class TrainRunner:
         ctx: JobContext,
         cfg: TrainConfig,
         result: RunResult,
+        checkpoint: Path,
         inputs: tuple[registry_pb2.Version, registry_pb2.Version, registry_pb2.Version | None],
         journal: _Journal,
     ) -> JobResult:
         base, dataset, adapter = inputs
-        state = TrainState.read(result.checkpoint)
+        state = TrainState.read(checkpoint)
         final = {
             k: v for k, v in (state.history[-1] if state.history else {}).items() if k != "step"
         }
@@ -207,7 +242,7 @@ class TrainRunner:
             if key in result.metrics:
                 metrics[key] = result.metrics[key]
         journal.log(f"registering the result as the next version of {cfg.output_name}")
-        folder = _stage_output(ctx.work_dir, result.checkpoint, state, journal)
+        folder = _stage_output(ctx.work_dir, checkpoint, state, journal)
         base_ref, dataset_ref = pinned(base), pinned(dataset)
         continued = {"continued_from": pinned(adapter)} if adapter else {}
 

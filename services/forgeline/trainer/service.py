@@ -17,12 +17,14 @@ from forgeline.client.cache import VersionCache
 from forgeline.client.jobs import TRAIN_JOBS
 from forgeline.common.job_service import JobRpcs, build_job_server
 from forgeline.common.jobs import Runner
+from forgeline.common.ray_cluster import loopback_host
 from forgeline.common.server import ForgelineServer
 from forgeline.common.settings import Settings
 from forgeline.trainer.config.defaults import cpu_has_bf16
 from forgeline.trainer.launcher import RayLauncher
 from forgeline.trainer.plan import Plan, Planner
 from forgeline.trainer.runner import TrainRunner
+from forgeline.trainer.storage import TrainStorage
 from forgeline.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -91,20 +93,24 @@ def create_server(
 
     By default jobs are planned against the registry of `settings` and run on the Ray
     cluster at `settings.ray_address` (a local Ray when empty), which starts and stops
-    with the server.
+    with the server, keeping checkpoints in `settings.train_storage`.
 
     Args:
         settings: The service's settings (registry address, Ray address, home, ...).
         planner: Plans specs instead of the registry-backed `Planner`.
         runner: Runs jobs instead of the Ray-backed `TrainRunner`.
+
+    Raises:
+        ValueError: `FORGELINE_TRAIN_STORAGE` is a relative path.
     """
+    storage = TrainStorage(settings.train_storage)  # checked before anything opens
     cache: VersionCache | None = None
     launcher: RayLauncher | None = None
     if planner is None or runner is None:
         cache = VersionCache.open(settings.cache_config())
     if runner is None:
         launcher = RayLauncher(settings.ray_address)
-        runner = TrainRunner(cache, launcher, settings.cache_config())
+        runner = TrainRunner(cache, launcher, settings.cache_config(), storage)
     if planner is None:
         planner = Planner(cache)
     server = build_job_server(
@@ -117,7 +123,7 @@ def create_server(
         runner=runner,
     )
     if launcher is not None:
-        server.on_start.insert(0, _start_ray(launcher, planner))
+        server.on_start.insert(0, _start_ray(launcher, planner, settings))
         server.on_stop.append(lambda: asyncio.to_thread(launcher.shutdown))
     if cache is not None:
         server.on_stop.append(lambda: asyncio.to_thread(cache.close))
@@ -125,13 +131,46 @@ def create_server(
     return server, server.port
 
 
-def _start_ray(launcher: RayLauncher, planner: SpecPlanner):
-    """A start hook: joins (or starts) Ray and tells the planner what the cluster has."""
+def _start_ray(launcher: RayLauncher, planner: SpecPlanner, settings: Settings):
+    """A start hook: joins (or starts) Ray and tells the planner what the cluster has.
+
+    Warns when the cluster has nodes on other machines that the settings leave workers
+    unable to serve: a loopback registry address, or no shared training storage.
+    """
 
     async def start() -> None:
         resources = await asyncio.to_thread(launcher.resources)
         planner.cpu_bf16 = await asyncio.to_thread(launcher.probe, cpu_has_bf16)
         planner.gpus_available = resources.get("GPU", 0) > 0
         planner.memory_per_worker = int(resources.get("memory", 0))
+        try:
+            other_hosts = await asyncio.to_thread(launcher.other_hosts)
+        except Exception:  # advice only: never keeps the service from starting
+            log.debug("could not list the Ray nodes", exc_info=True)
+            other_hosts = []
+        for warning in _remote_node_warnings(other_hosts, settings):
+            log.warning("%s", warning)
 
     return start
+
+
+def _remote_node_warnings(other_hosts: list[str], settings: Settings) -> list[str]:
+    """What keeps workers on `other_hosts` (other machines) from training a job."""
+    if not other_hosts:
+        return []
+    nodes = ", ".join(other_hosts)
+    registry = settings.cache_config().registry
+    warnings = []
+    if loopback_host(registry):
+        warnings.append(
+            f"Ray nodes on other machines ({nodes}) cannot reach the registry at {registry}: "
+            "set FORGELINE_REGISTRY_ADDRESS to an address they reach (and FORGELINE_HOST on "
+            "the registry so that it listens there)"
+        )
+    if not settings.train_storage:
+        warnings.append(
+            f"Ray nodes on other machines ({nodes}) would write checkpoints to their own "
+            "disks: set FORGELINE_TRAIN_STORAGE to a folder every node shares or a URI "
+            "(s3://bucket/prefix)"
+        )
+    return warnings
