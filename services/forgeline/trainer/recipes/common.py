@@ -160,18 +160,6 @@ def real_tokens(batch: dict[str, torch.Tensor], pad_id: int) -> int:
     return int((batch["input_ids"] != pad_id).sum())
 
 
-def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum of next-token cross-entropy over the labelled positions, computed in fp32."""
-    shifted = logits[:, :-1, :].float()
-    targets = labels[:, 1:]
-    return torch.nn.functional.cross_entropy(
-        shifted.reshape(-1, shifted.size(-1)),
-        targets.reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        reduction="sum",
-    )
-
-
 def target_count(batch: dict[str, torch.Tensor]) -> int:
     """Positions of a batch that carry a loss (labels shifted by one)."""
     return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())

@@ -12,7 +12,8 @@ the chosen one wins are reported every step.
 The reference is another registry model when the job names one; when the job continues an
 adapter (DPO after SFT), the model that adapter makes (base and adapter merged, frozen);
 otherwise the base model itself: for adapter tuners the policy with its adapter disabled
-(no second copy in memory), for full tuning a frozen copy of the base.
+(no second copy in memory), for full tuning a frozen copy of the base. Both models' heads
+score the answer tokens in chunks (`lm_loss`) rather than returning logits.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ from forgeline.trainer.recipes.common import (
     report_every,
     write_checkpoint,
 )
+from forgeline.trainer.recipes.lm_loss import (
+    FULL_LOGITS_NOTE,
+    install_logprob_head,
+    next_token_logps,
+)
 from forgeline.trainer.worker import StopRequested, WorkerEnv
 
 log = logging.getLogger(__name__)
@@ -77,14 +83,14 @@ def collate_pairs(
     }
 
 
-def answer_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row sum of the answer tokens' log-probabilities, and the answer token counts."""
-    logits = logits[:, :-1, :].float()
-    labels = labels[:, 1:]
-    mask = labels != IGNORE_INDEX
-    safe = labels.masked_fill(~mask, 0)
-    logps = torch.gather(logits.log_softmax(-1), 2, safe.unsqueeze(-1)).squeeze(-1)
-    return (logps * mask).sum(-1), mask.sum(-1)
+def answer_logps(
+    module: torch.nn.Module, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Runs `module` on a pair batch: per-row sums of the answer tokens' log-probabilities
+    and the answer token counts."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    logps = next_token_logps(module, inputs, batch["labels"])
+    return logps.sum(-1), (batch["labels"][:, 1:] != IGNORE_INDEX).sum(-1)
 
 
 def dpo_losses(
@@ -149,6 +155,10 @@ class DPORecipe:
             self.reference = load_frozen(env.inputs.base, adapter=env.inputs.adapter, **frozen)
         elif cfg.tuner is Tuner.FULL:
             self.reference = load_frozen(env.inputs.base, **frozen)
+        if not install_logprob_head(self.model):
+            env.log(FULL_LOGITS_NOTE)
+        if self.reference is not None:
+            install_logprob_head(self.reference)
         self.engine = build_train_engine(self.model, cfg, self.total_steps, env.device)
         trainable, total = trainable_parameters(self.model)
         env.log(
@@ -165,14 +175,11 @@ class DPORecipe:
                 env.log(f"resumed from the checkpoint at step {self.state.step}")
 
     def _reference_logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         with torch.no_grad(), self.engine.autocast():
             if self.reference is not None:
-                logits = self.reference(**inputs).logits
-            else:
-                with self.model.disable_adapter():
-                    logits = self.model(**inputs).logits
-        return answer_logps(logits, batch["labels"])
+                return answer_logps(self.reference, batch)
+            with self.model.disable_adapter():
+                return answer_logps(self.model, batch)
 
     def train(self) -> None:
         """The training loop: one optimizer step per iteration, until `total_steps`."""
@@ -197,10 +204,7 @@ class DPORecipe:
                 ref_logps, ref_counts = self._reference_logps(batch)
                 with engine.accumulating(last=i == len(micro) - 1):
                     with engine.autocast():
-                        logits = engine.module(
-                            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-                        ).logits
-                    logps, counts = answer_logps(logits, batch["labels"])
+                        logps, counts = answer_logps(engine.module, batch)
                     if cfg.dpo.loss is DpoLoss.IPO:
                         # IPO compares length-averaged log-probabilities.
                         logps, ref_logps = logps / counts, ref_logps / ref_counts
@@ -216,7 +220,7 @@ class DPORecipe:
                 sums["rejected"] += rejected.sum().item()
                 sums["wins"] += (chosen > rejected).float().sum().item()
                 sums["tokens"] += float(batch["attention_mask"].sum())
-                del logits, losses
+                del logps, losses
             grad_norm = engine.step()
             keys = list(sums)
             totals = dict(

@@ -5,6 +5,7 @@ assistant turns only; continued pre-training takes it on every token of plain te
 optionally pack short sequences into full rows. The loss of a step is the mean over every
 target token of the step on every worker (summed per micro-batch, divided by the global
 count), so it does not depend on how the batch is split into micro-batches or workers.
+The model's head scores the targets in chunks (`lm_loss`) rather than returning logits.
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ from forgeline.trainer.recipes.common import (
     real_tokens,
     report_every,
     target_count,
-    token_loss_sum,
     write_checkpoint,
+)
+from forgeline.trainer.recipes.lm_loss import (
+    FULL_LOGITS_NOTE,
+    install_logprob_head,
+    next_token_logps,
 )
 from forgeline.trainer.worker import StopRequested, WorkerEnv
 
@@ -74,6 +79,8 @@ class SFTRecipe:
             self.model = load_for_training(
                 env.inputs.base, cfg, device=env.device, adapter=env.inputs.adapter
             )
+        if not install_logprob_head(self.model):
+            env.log(FULL_LOGITS_NOTE)
         self.engine = build_train_engine(self.model, cfg, self.total_steps, env.device)
         trainable, total = trainable_parameters(self.model)
         env.log(
@@ -111,12 +118,12 @@ class SFTRecipe:
                 labels = batch.pop("labels")
                 with engine.accumulating(last=i == len(micro) - 1):
                     with engine.autocast():
-                        logits = engine.module(**batch).logits
-                    loss = token_loss_sum(logits, labels)
+                        logps = next_token_logps(engine.module, batch, labels)
+                    loss = -logps.sum()
                     # Summed token losses over the global target count: a true mean per step.
                     engine.backward(loss * env.world_size / max(targets, 1.0))
                 loss_sum += loss.item()
-                del logits, loss
+                del logps, loss
             grad_norm = engine.step()
             (loss_total,) = all_reduce_sum([loss_sum], env.device)
             self.state.step += 1
