@@ -122,10 +122,12 @@ def test_activations_grow_with_batch_and_sequence_not_with_accumulation(smollm2)
     one = activations(base)
     assert one > 0
     assert activations(hyper(base, grad_accum=8)) == one
-    assert activations(hyper(base, batch_size=4)) == 2 * one
-    assert activations(hyper(base, max_seq_length=512), longest=512) == 2 * one
+    # Linear in the tokens of a micro-batch, beyond one fixed chunk of logits.
+    half, double = activations(hyper(base, batch_size=1)), activations(hyper(base, batch_size=4))
+    assert double - one == 2 * (one - half) > 0
+    assert activations(hyper(base, max_seq_length=512), longest=512) == double
     # Unpacked batches are padded to their longest sequence, capped at max_seq_length.
-    assert activations(base, longest=128) * 2 == one
+    assert activations(base, longest=128) == half
     assert activations(base, longest=4096) == one
     assert activations(hyper(base, packing=True), longest=128) == one
     assert activations(hyper(base, gradient_checkpointing=True)) < one / 2
@@ -378,7 +380,7 @@ def test_planned_activations_follow_the_batch_and_ignore_accumulation(planner):
     assert one.ok and accumulated.ok and doubled.ok
     assert accumulated.memory.activations == one.memory.activations
     assert accumulated.total_steps == one.total_steps // 4
-    assert doubled.memory.activations == 2 * one.memory.activations
+    assert doubled.memory.activations > one.memory.activations
 
 
 def test_planner_auto_fits_memory_per_worker(cache, tokenizer):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from forgeline.trainer.config import OptimizerKind, Precision, Strategy, Task, TrainConfig, Tuner
 from forgeline.trainer.model_info import ModelInfo
+from forgeline.trainer.recipes.lm_loss import chunk_rows_for
 from forgeline.v1 import trainer_pb2
 
 GIB = 1024**3
@@ -120,8 +121,10 @@ def _activation_bytes(info: ModelInfo, cfg: TrainConfig, tokens: int) -> int:
         blocks = tokens * (h * act * layers + per_layer)  # one layer recomputed at a time
     else:
         blocks = tokens * per_layer * layers
-    # Logits in fp32, their softmax and its gradient: three vocabulary-wide tensors.
-    logits = tokens * info.vocab_size * 4 * 3
+    # The loss holds one chunk of fp32 logits at a time (recipes/lm_loss.py): its logits,
+    # softmax and gradient, plus the head's input and a log-probability per token.
+    chunk = min(tokens, chunk_rows_for(info.vocab_size))
+    logits = chunk * info.vocab_size * 4 * 3 + tokens * (h * act + 4)
     passes = 2 if cfg.task is Task.DPO else 1  # chosen and rejected in one batch
     return int((blocks + logits) * passes)
 
