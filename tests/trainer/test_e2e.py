@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,111 +15,16 @@ import torch
 from typer.testing import CliRunner
 
 from forgeline.client import exceptions
-from forgeline.client.cache import VersionCache
-from forgeline.client.channel import ChannelOptions
 from forgeline.client.jobs import TrainerClient
 from forgeline.client.refs import format_ref, parse_ref
-from forgeline.client.registry import RegistryClient
-from forgeline.client.transfer import push_file, push_folder
 from forgeline.common.settings import ServiceName, Settings
 from forgeline.v1 import common_pb2, inference_pb2, registry_pb2, trainer_pb2
 from tests.conftest import ServerThread
 from tests.inference.support import ENGINE
 from tests.trainer.datasets import FACTS, facts_rows, preference_rows, write_jsonl
+from tests.trainer.suite import BASE, QV, answers, small_spec
 
 pytestmark = pytest.mark.e2e
-
-BASE = "smollm2-135m-instruct"
-QV = ["q_proj", "v_proj"]
-
-
-@dataclass
-class Suite:
-    """A registry and a trainer sharing one home, and clients of both."""
-
-    home: Path
-    registry: ServerThread
-    trainer: ServerThread
-    trainer_settings: Settings
-
-    def registry_client(self) -> RegistryClient:
-        return RegistryClient(self.registry.address, ChannelOptions(retries=False))
-
-    def trainer_client(self) -> TrainerClient:
-        return TrainerClient(self.trainer.address, ChannelOptions(retries=False))
-
-    def start_trainer(self) -> None:
-        from forgeline.trainer.service import create_server
-
-        settings = self.trainer_settings
-        self.trainer = ServerThread(lambda: create_server(settings)[0]).start()
-
-    def upload(self, path: Path, name: str) -> str:
-        with self.registry_client() as client:
-            v = push_file(
-                client, path, name, registry_pb2.VERSION_KIND_DATASET, reuse_identical=True
-            )
-        return f"{v.model}:{v.number}"
-
-    def pull(self, ref: str) -> Path:
-        with self.registry_client() as client:
-            return VersionCache(client, self.home / "pulled").pull(ref).path
-
-
-@pytest.fixture(scope="module")
-def suite(tmp_path_factory, ray_cluster, bundled_model):
-    from forgeline.registry.service import create_server as create_registry
-
-    home = tmp_path_factory.mktemp("home")
-    registry_settings = Settings.load("registry", host="127.0.0.1", port=0, home=home)
-    registry = ServerThread(lambda: create_registry(registry_settings)[0]).start()
-    trainer_settings = Settings.load(
-        "trainer",
-        host="127.0.0.1",
-        port=0,
-        home=home,
-        addresses={ServiceName.REGISTRY: registry.address},
-    )
-    s = Suite(home, registry, None, trainer_settings)  # type: ignore[arg-type]
-    s.start_trainer()
-    with s.registry_client() as client:
-        push_folder(client, bundled_model, BASE, registry_pb2.VERSION_KIND_BASE)
-    yield s
-    s.trainer.stop()
-    registry.stop()
-
-
-def small_spec(task: int, dataset: str, output: str, **hyper) -> trainer_pb2.TrainJobSpec:
-    spec = trainer_pb2.TrainJobSpec(
-        task=task,
-        base_model=parse_ref(BASE),
-        dataset=parse_ref(dataset),
-        output_name=output,
-        lora=trainer_pb2.LoraConfig(rank=4, target_modules=QV),
-        hyper_parameters=trainer_pb2.HyperParameters(
-            max_steps=2, learning_rate=1e-3, per_device_batch_size=2, max_seq_length=64
-        ),
-    )
-    for key, value in hyper.items():
-        setattr(spec.hyper_parameters, key, value)
-    return spec
-
-
-def answers(model, tokenizer, questions: list[str]) -> list[str]:
-    out = []
-    for question in questions:
-        inputs = tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}],
-            add_generation_prompt=True,
-            return_tensors="pt",
-            return_dict=True,
-        )
-        with torch.no_grad():
-            ids = model.generate(**inputs, max_new_tokens=24, do_sample=False)
-        out.append(
-            tokenizer.decode(ids[0][inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        )
-    return out
 
 
 def test_sft_lora_learns_facts_the_base_does_not_know(suite, tmp_path, monkeypatch):

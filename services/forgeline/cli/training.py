@@ -261,7 +261,9 @@ def _training_command(task: int, task_name: str, help_text: str, dpo: bool = Fal
         ] = None,
         lr_scheduler: Annotated[
             int | None,
-            choice_option(trainer_pb2.LrScheduler, help="Schedule after warm-up \\[linear]."),
+            choice_option(
+                trainer_pb2.LrScheduler, help="Schedule after warm-up \\[warmup-stable-decay]."
+            ),
         ] = None,
         warmup_ratio: Annotated[
             float | None, typer.Option(help="Fraction of steps warming up.")

@@ -62,7 +62,9 @@ def fill_defaults(
     h = out.hyper_parameters
     h.epochs = h.epochs or 1
     h.learning_rate = h.learning_rate or (DEFAULT_ADAPTER_LR if tuner.adapter else DEFAULT_FULL_LR)
-    h.lr_scheduler = h.lr_scheduler or trainer_pb2.LR_SCHEDULER_LINEAR
+    # Held at the peak for most of the run, then decayed: on short runs it teaches as much as
+    # a constant rate (bench/learning.py), on long ones it ends as a decaying one does.
+    h.lr_scheduler = h.lr_scheduler or trainer_pb2.LR_SCHEDULER_WARMUP_STABLE_DECAY
     h.per_device_batch_size = h.per_device_batch_size or 1
     h.gradient_accumulation_steps = h.gradient_accumulation_steps or 1
     if not h.HasField("seed"):

@@ -1,0 +1,88 @@
+"""What the trainer's end-to-end tests share: a registry and a trainer on one home, small
+specs, and asking a model questions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from forgeline.client.cache import VersionCache
+from forgeline.client.channel import ChannelOptions
+from forgeline.client.jobs import TrainerClient
+from forgeline.client.refs import parse_ref
+from forgeline.client.registry import RegistryClient
+from forgeline.client.transfer import push_file
+from forgeline.common.settings import Settings
+from forgeline.v1 import registry_pb2, trainer_pb2
+from tests.conftest import ServerThread
+
+BASE = "smollm2-135m-instruct"
+QV = ["q_proj", "v_proj"]
+
+
+@dataclass
+class Suite:
+    """A registry and a trainer sharing one home, and clients of both."""
+
+    home: Path
+    registry: ServerThread
+    trainer: ServerThread
+    trainer_settings: Settings
+
+    def registry_client(self) -> RegistryClient:
+        return RegistryClient(self.registry.address, ChannelOptions(retries=False))
+
+    def trainer_client(self) -> TrainerClient:
+        return TrainerClient(self.trainer.address, ChannelOptions(retries=False))
+
+    def start_trainer(self) -> None:
+        from forgeline.trainer.service import create_server
+
+        settings = self.trainer_settings
+        self.trainer = ServerThread(lambda: create_server(settings)[0]).start()
+
+    def upload(self, path: Path, name: str) -> str:
+        with self.registry_client() as client:
+            v = push_file(
+                client, path, name, registry_pb2.VERSION_KIND_DATASET, reuse_identical=True
+            )
+        return f"{v.model}:{v.number}"
+
+    def pull(self, ref: str) -> Path:
+        with self.registry_client() as client:
+            return VersionCache(client, self.home / "pulled").pull(ref).path
+
+
+def small_spec(task: int, dataset: str, output: str, **hyper) -> trainer_pb2.TrainJobSpec:
+    spec = trainer_pb2.TrainJobSpec(
+        task=task,
+        base_model=parse_ref(BASE),
+        dataset=parse_ref(dataset),
+        output_name=output,
+        lora=trainer_pb2.LoraConfig(rank=4, target_modules=QV),
+        hyper_parameters=trainer_pb2.HyperParameters(
+            max_steps=2, learning_rate=1e-3, per_device_batch_size=2, max_seq_length=64
+        ),
+    )
+    for key, value in hyper.items():
+        setattr(spec.hyper_parameters, key, value)
+    return spec
+
+
+def answers(model, tokenizer, questions: list[str]) -> list[str]:
+    out = []
+    for question in questions:
+        inputs = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
+        with torch.no_grad():
+            ids = model.generate(**inputs, max_new_tokens=24, do_sample=False)
+        out.append(
+            tokenizer.decode(ids[0][inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        )
+    return out
