@@ -71,18 +71,20 @@ def small_spec(task: int, dataset: str, output: str, **hyper) -> trainer_pb2.Tra
     return spec
 
 
-def answers(model, tokenizer, questions: list[str]) -> list[str]:
-    out = []
-    for question in questions:
+def answers(model, tokenizer, questions: list[str], max_new_tokens: int = 24) -> list[str]:
+    """Greedy answers to each question as a one-turn chat, generated as one batch."""
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
         inputs = tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}],
+            [[{"role": "user", "content": q}] for q in questions],
             add_generation_prompt=True,
+            padding=True,
             return_tensors="pt",
             return_dict=True,
         )
-        with torch.no_grad():
-            ids = model.generate(**inputs, max_new_tokens=24, do_sample=False)
-        out.append(
-            tokenizer.decode(ids[0][inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        )
-    return out
+    finally:
+        tokenizer.padding_side = side
+    with torch.no_grad():
+        ids = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    width = inputs["input_ids"].shape[1]
+    return tokenizer.batch_decode(ids[:, width:], skip_special_tokens=True)

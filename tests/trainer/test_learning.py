@@ -52,7 +52,7 @@ def test_the_default_recipe_answers_paraphrases_of_what_it_learned(suite, tmp_pa
         output_name="invented-facts",
         lora=trainer_pb2.LoraConfig(rank=64, target_modules=["all-linear"]),
         hyper_parameters=trainer_pb2.HyperParameters(
-            max_steps=48, per_device_batch_size=4, max_seq_length=128
+            max_steps=32, per_device_batch_size=4, max_seq_length=128
         ),
     )
     with suite.trainer_client() as trainer:
