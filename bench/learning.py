@@ -114,68 +114,11 @@ def child_ours(dataset: Path, schedule: str, warmup_ratio: float) -> dict:
 
 
 def child_plain(dataset: Path) -> dict:
-    """The anchor: transformers.Trainer + peft, linear decay, the same settings."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    """The anchor (`hf_anchor.py`): transformers.Trainer + peft, linear decay, same settings."""
+    from hf_anchor import train_hf_peft
 
-    from forgeline.common.bundled import import_bundled
-    from forgeline.trainer import data as data_mod
-    from forgeline.trainer.config import Task
-    from forgeline.trainer.targets import default_targets
-
-    base = import_bundled()
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    examples = data_mod.load_dataset(dataset, Task.SFT).examples
-    rows = [
-        {"input_ids": t.input_ids, "labels": t.labels}
-        for t in data_mod.tokenize_dataset(tokenizer, examples, MAX_LEN)
-    ]
-
-    def collate(batch):
-        width = max(len(r["input_ids"]) for r in batch)
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-        labels = torch.full((len(batch), width), -100)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, r in enumerate(batch):
-            n = len(r["input_ids"])
-            ids[i, :n], labels[i, :n], mask[i, :n] = (
-                torch.tensor(r["input_ids"]),
-                torch.tensor(r["labels"]),
-                1,
-            )
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=RANK,
-            lora_alpha=2 * RANK,
-            target_modules=list(default_targets("llama")),
-            task_type="CAUSAL_LM",
-        ),
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(
-            output_dir=tmp,
-            per_device_train_batch_size=BATCH,
-            max_steps=STEPS,
-            learning_rate=LR,
-            lr_scheduler_type="linear",
-            logging_steps=1,
-            save_strategy="no",
-            report_to=[],
-            use_cpu=True,
-            remove_unused_columns=False,
-            seed=42,
-        )
-        trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    return {**score(model, tokenizer), "final_loss": losses[-1], "seconds": seconds}
+    run = train_hf_peft(dataset, rank=RANK, batch=BATCH, steps=STEPS, lr=LR, max_len=MAX_LEN)
+    return {**score(run.model, run.tokenizer), "final_loss": run.losses[-1], "seconds": run.seconds}
 
 
 def run_child(args: list[str]) -> dict:

@@ -134,75 +134,17 @@ def child_ours(dataset: Path, tuner: str, packing: bool, steps: int) -> dict:
 
 
 def child_hf(dataset: Path, steps: int, bf16: bool) -> dict:
-    """The anchor: transformers.Trainer + peft on the same tokenized examples, the adapter
-    saved at the end (as a user's script would)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+    """The anchor (`hf_anchor.py`), the adapter saved at the end as a user's script would."""
+    from hf_anchor import train_hf_peft
 
-    from forgeline.common.bundled import import_bundled
-    from forgeline.trainer import data as data_mod
-    from forgeline.trainer.config import Task
-    from forgeline.trainer.modeling import load_tokenizer
-    from forgeline.trainer.targets import default_targets
-
-    base = import_bundled()
-    tokenizer = load_tokenizer(base)
-    examples = data_mod.load_dataset(dataset, Task.SFT).examples
-    items = data_mod.tokenize_dataset(tokenizer, examples, MAX_LEN)
-    rows = [{"input_ids": t.input_ids, "labels": t.labels} for t in items]
-    seen = {"tokens": 0}
-
-    def collate(batch):
-        width = max(len(r["input_ids"]) for r in batch)
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-        labels = torch.full((len(batch), width), -100)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, r in enumerate(batch):
-            n = len(r["input_ids"])
-            ids[i, :n] = torch.tensor(r["input_ids"])
-            labels[i, :n] = torch.tensor(r["labels"])
-            mask[i, :n] = 1
-        seen["tokens"] += int(mask.sum())
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-    model = AutoModelForCausalLM.from_pretrained(
-        base, dtype=torch.float32, attn_implementation="sdpa"
-    )
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=RANK,
-            lora_alpha=2 * RANK,
-            target_modules=list(default_targets("llama")),
-            task_type="CAUSAL_LM",
-        ),
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(
-            output_dir=tmp,
-            per_device_train_batch_size=BATCH,
-            max_steps=steps,
-            learning_rate=LR,
-            lr_scheduler_type="linear",
-            logging_steps=steps,
-            save_strategy="no",
-            report_to=[],
-            use_cpu=True,
-            bf16=bf16,
-            dataloader_num_workers=0,
-            remove_unused_columns=False,
-            seed=42,
-        )
-        trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
-        start = time.perf_counter()
-        out = trainer.train()
-        elapsed = time.perf_counter() - start
-        trainer.save_model(str(Path(tmp) / "adapter"))
+    run = train_hf_peft(
+        dataset, rank=RANK, batch=BATCH, steps=steps, lr=LR, max_len=MAX_LEN, bf16=bf16,
+        save=True,
+    )  # fmt: skip
     return {
-        "tokens": seen["tokens"],
-        "seconds": elapsed,
-        "mean_loss": out.training_loss,
+        "tokens": run.tokens,
+        "seconds": run.seconds,
+        "mean_loss": sum(run.losses) / len(run.losses),
         "peak_rss": _peak_rss(),
     }
 
