@@ -21,15 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from forgeline.cli.demo.data import atlas_facts
+
 RESULTS = Path(__file__).parent / "results"
 RANK, BATCH, STEPS, LR, MAX_LEN = 64, 4, 48, 2e-4, 256
 
 # Each fact: its training question and answer, the key word an answer must contain, and a
 # paraphrase of the question that the training data never shows.
-FACTS = [
-    json.loads(line)
-    for line in (Path(__file__).parent / "data" / "invented_facts.jsonl").read_text().splitlines()
-]
+FACTS = atlas_facts()
 
 
 def write_facts(path: Path) -> Path:

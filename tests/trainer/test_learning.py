@@ -8,11 +8,9 @@ compares the schedules on the same facts.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
+from forgeline.cli.demo.data import atlas_facts
 from forgeline.client.refs import parse_ref
 from forgeline.v1 import common_pb2, trainer_pb2
 from tests.trainer.datasets import write_jsonl
@@ -20,11 +18,7 @@ from tests.trainer.suite import BASE, answers
 
 pytestmark = pytest.mark.e2e
 
-FACTS_FILE = Path(__file__).parents[2] / "bench" / "data" / "invented_facts.jsonl"
-
-
-def facts() -> list[dict]:
-    return [json.loads(line) for line in FACTS_FILE.read_text().splitlines()]
+facts = atlas_facts
 
 
 def found(replies: list[str], keys: list[str]) -> int:

@@ -20,10 +20,7 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,14 +35,14 @@ from forgeline.client.jobs import TrainerClient
 from forgeline.client.registry import RegistryClient
 from forgeline.client.transfer import push_file, push_folder
 from forgeline.common.ray_cluster import WORKER_ENV
+from forgeline.common.ray_node import RayNode, launch_ray_node
 from forgeline.v1 import common_pb2, registry_pb2, trainer_pb2
-from tests.helpers import ServiceProcess, free_port, start_service, wait_for
+from tests.helpers import ServiceProcess, start_service, wait_for
 from tests.trainer.datasets import facts_rows, write_jsonl
 from tests.trainer.test_e2e import BASE, small_spec
 
 pytestmark = pytest.mark.e2e
 
-RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 NODE_START_SECONDS = 180
 JOB_TIMEOUT = 300
 FAIL_WITHIN = 180  # from killing a node to the job's end
@@ -59,54 +56,14 @@ ENDED = (
 )
 
 
-@dataclass
-class RayNode:
-    """A `ray start --block` process: the node's GCS (head), raylet, agents and workers."""
-
-    proc: subprocess.Popen
-    temp_dir: Path
-    log: Path
-
-    def processes(self) -> list[psutil.Process]:
-        """The node's live processes: `ray start` and its descendants."""
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def workers(self) -> list[psutil.Process]:
-        """Its Ray Train workers (named so by Ray once they run)."""
-        found = []
-        for process in self.processes():
-            with contextlib.suppress(psutil.Error):
-                if "RayTrainWorker" in " ".join(process.cmdline()):
-                    found.append(process)
-        return found
-
-    def kill(self) -> None:
-        """SIGKILLs every process of the node at once, as a machine that dies."""
-        processes = self.processes()
-        for process in processes:
-            with contextlib.suppress(psutil.Error):
-                process.kill()
-        psutil.wait_procs(processes, timeout=30)
-
-    def stop(self) -> None:
-        """Stops the node as `ray stop` would, but only this one: SIGTERM to every process
-        of it at once (its own drain would wait for tasks), SIGKILL to what lingers."""
-        processes = self.processes()
-        for process in processes:
-            with contextlib.suppress(psutil.Error):
-                process.terminate()
-        _, alive = psutil.wait_procs(processes, timeout=10)
-        for process in alive:
-            with contextlib.suppress(psutil.Error):
-                process.kill()
-        psutil.wait_procs(alive, timeout=10)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+def workers(node: RayNode) -> list[psutil.Process]:
+    """The node's Ray Train workers (named so by Ray once they run)."""
+    found = []
+    for process in node.processes():
+        with contextlib.suppress(psutil.Error):
+            if "RayTrainWorker" in " ".join(process.cmdline()):
+                found.append(process)
+    return found
 
 
 def node_env() -> dict[str, str]:
@@ -119,51 +76,11 @@ def node_env() -> dict[str, str]:
 
 
 def start_node(head: str = "") -> RayNode:
-    """Starts a one-CPU node: the head when `head` is empty, else a node joining it.
-
-    The temporary folder is short: Ray's socket paths under it must stay within ~107
-    characters. Every port is picked free, so that other Rays on the machine are no
-    obstacle.
-    """
-    temp_dir = Path(tempfile.mkdtemp(prefix="fl-ray-", dir="/tmp"))
-    log = temp_dir / "ray-start.log"
-    command = [
-        *RAY,
-        "start",
-        "--block",
-        "--num-cpus=1",
-        "--num-gpus=0",
-        f"--temp-dir={temp_dir}",
-        "--object-store-memory=268435456",
-        f"--dashboard-agent-listen-port={free_port()}",
-        "--disable-usage-stats",
-    ]
-    if head:
-        command.append(f"--address={head}")
-    else:
-        command += [
-            "--head",
-            f"--port={free_port()}",
-            f"--ray-client-server-port={free_port()}",
-            "--include-dashboard=false",
-        ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            command, env=node_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    node = RayNode(proc, temp_dir, log)
-    deadline = time.monotonic() + NODE_START_SECONDS
-    while "Ray runtime started" not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            node.stop()
-            raise RuntimeError(f"the Ray node did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
-    return node
-
-
-def head_address(head: RayNode) -> str:
-    """host:port of the head's GCS, as `ray start` recorded it."""
-    return (head.temp_dir / "ray_current_cluster").read_text().strip()
+    """Starts a one-CPU node: the head when `head` is empty, else a node joining it."""
+    node = launch_ray_node(
+        node_env(), head=head, num_cpus=1, num_gpus=0, object_store_bytes=256 * 2**20
+    )
+    return node.wait_started(NODE_START_SECONDS)
 
 
 @dataclass
@@ -218,7 +135,7 @@ def suite(tmp_path_factory, bundled_model) -> Iterator[Suite]:
         trainer_env = {
             **env,
             "FORGELINE_REGISTRY_ADDRESS": registry.address,
-            "FORGELINE_RAY_ADDRESS": head_address(head),
+            "FORGELINE_RAY_ADDRESS": head.address,
             "FORGELINE_TRAIN_STORAGE": str(storage),
             **RAY_AUTH,
         }
@@ -237,7 +154,7 @@ def suite(tmp_path_factory, bundled_model) -> Iterator[Suite]:
 @pytest.fixture
 def worker_node(suite) -> Iterator[RayNode]:
     """A second node joined to the head, stopped after the test whatever happened."""
-    node = start_node(head_address(suite.head))
+    node = start_node(suite.head.address)
     try:
         yield node
     finally:
@@ -288,7 +205,7 @@ def test_a_two_node_job_trains_on_both_nodes_and_registers_its_result(suite, wor
         workers = {}
         for name, node in (("head", suite.head), ("worker node", worker_node)):
             wait_for(node.workers, timeout=30, interval=0.1)
-            workers[name] = node.workers()
+            workers[name] = workers(node)
         for process in (p for found in workers.values() for p in found):
             env = process.environ()
             assert {k: env.get(k) for k in WORKER_ENV} == WORKER_ENV, process.pid

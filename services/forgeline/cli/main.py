@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from forgeline.cli import demo, evaluate, jobs, models, quantize, serving, training
+from forgeline.cli import demo, evaluate, jobs, models, quantize, serving, training, up
 from forgeline.client import exceptions
 from forgeline.client.refs import RefError
 from forgeline.common.settings import ENVIRONMENT, ServiceName, Settings
@@ -63,6 +63,7 @@ training.register(app)
 quantize.register(app)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(evaluate.app, name="eval")
+up.register(app)
 demo.register(app)
 
 

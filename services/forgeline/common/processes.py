@@ -30,12 +30,17 @@ def free_port() -> int:
 
 @dataclass
 class ServiceProcess:
-    """A `forgeline serve` process and its log file; `port` is known once it listens."""
+    """A `forgeline serve` process and its log file; `port` is known once it listens.
+
+    `offset` is where this process's output starts in the log (a restarted service appends
+    to the log of the one before).
+    """
 
     service: str
     proc: subprocess.Popen
     log: Path
     port: int = 0
+    offset: int = 0
 
     @property
     def address(self) -> str:
@@ -44,7 +49,16 @@ class ServiceProcess:
 
     def output(self) -> str:
         """What it printed so far."""
-        return self.log.read_text(errors="replace")
+        with open(self.log, "rb") as f:
+            f.seek(self.offset)
+            return f.read().decode(errors="replace")
+
+    def listening(self) -> bool:
+        """Whether it has announced its port yet (and records the port when it has)."""
+        match = re.search(rf"{re.escape(self.service)} listening on \S+:(\d+)", self.output())
+        if match:
+            self.port = int(match[1])
+        return match is not None
 
     def wait_listening(self, timeout: float = 300) -> ServiceProcess:
         """Waits until the service announces its port.
@@ -53,12 +67,9 @@ class ServiceProcess:
             RuntimeError: it exited, or did not announce itself within `timeout` seconds
                 (it is killed then; the message ends with its last output).
         """
-        pattern = re.compile(rf"{re.escape(self.service)} listening on \S+:(\d+)")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            match = pattern.search(self.output())
-            if match:
-                self.port = int(match[1])
+            if self.listening():
                 return self
             if self.proc.poll() is not None:
                 break
@@ -95,21 +106,22 @@ def launch_service(
     Args:
         service: Which service.
         env: Its whole environment (`FORGELINE_*` settings included).
-        log: Where its output goes; a new temporary file when None.
+        log: Where its output goes (appended); a new temporary file when None.
         port: Port to bind; 0 lets it pick one and announce it.
     """
     if log is None:
         fd, name = tempfile.mkstemp(prefix=f"forgeline-{service}-", suffix=".log")
         os.close(fd)
         log = Path(name)
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:
+        offset = out.tell()
         proc = subprocess.Popen(
             [*FORGELINE, "serve", service, "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    return ServiceProcess(service, proc, log, port)
+    return ServiceProcess(service, proc, log, port, offset)
 
 
 def start_service(

