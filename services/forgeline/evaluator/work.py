@@ -33,6 +33,8 @@ class EvalInput:
 
 def run_eval(job: EvalInput, sink: Any) -> list[SuiteResult]:
     """The Ray task: scores every suite of the job's (registry version) target."""
+    import torch
+
     from forgeline.evaluator.scorer import Scorer
 
     spec = evaluator_pb2.EvalJobSpec.FromString(job.spec)
@@ -48,6 +50,8 @@ def run_eval(job: EvalInput, sink: Any) -> list[SuiteResult]:
         adapter_dir=adapter_dir,
         batch_size=spec.batch_size,
         num_threads=job.num_threads or None,
+        # Ray shows the task only the GPUs it was granted (none unless the spec asked).
+        device="cuda" if torch.cuda.is_available() else "cpu",
     )
     last = [0.0]
 

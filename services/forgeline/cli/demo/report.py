@@ -20,6 +20,7 @@ from forgeline.cli.demo.line import MMLU_SUITE, MODEL, QA_SUITE, Line
 from forgeline.cli.demo.release import Release
 from forgeline.client.cache import VersionCache
 from forgeline.client.labels import label
+from forgeline.client.refs import format_ref
 from forgeline.common.settings import cache_dir
 from forgeline.v1 import registry_pb2
 
@@ -36,13 +37,11 @@ def summary(line: Line, base: str, adapter: str, quantized: str, release: Releas
                 "bytes": v.total_bytes,
                 "parents": [f"{p.name}:{p.version}" for p in v.parents],
                 "aliases": list(v.aliases),
+                "metrics": dict(v.metrics),
             }
             for ref, v in versions.items()
         },
-        "lineage": [
-            f"{v.model}:{v.number} ({label(registry_pb2.VersionKind, v.kind)})"
-            for v in lineage.versions
-        ],
+        "lineage": _lineage(lineage),
         "quantized_size_ratio": size_ratio,
         "evaluations": line.scores,
         "release": dataclasses.asdict(release),
@@ -51,6 +50,19 @@ def summary(line: Line, base: str, adapter: str, quantized: str, release: Releas
         "steps": [dataclasses.asdict(s) for s in line.steps],
         "total_seconds": sum(s.seconds for s in line.steps),
     }
+
+
+def _lineage(lineage: registry_pb2.GetLineageResponse) -> dict[str, list[str]]:
+    """Each version reached, with its kind -> the versions it was made from."""
+    kinds = {
+        f"{v.model}:{v.number}": label(registry_pb2.VersionKind, v.kind)
+        for v in (lineage.root, *lineage.versions)
+    }
+    parents: dict[str, list[str]] = {}
+    for edge in lineage.edges:
+        child = format_ref(edge.child)
+        parents.setdefault(f"{child} ({kinds.get(child, '')})", []).append(format_ref(edge.parent))
+    return parents
 
 
 def evaluation_table(line: Line, numbers: dict) -> Table:
@@ -66,7 +78,9 @@ def print_summary(line: Line, numbers: dict) -> None:
     """The run at a glance."""
     console.rule("[bold]Summary")
     console.print(evaluation_table(line, numbers))
-    console.print("lineage: " + " <- ".join(numbers["lineage"]))
+    console.print("lineage:")
+    for child, parents in numbers["lineage"].items():
+        console.print(f"  {child} <- {', '.join(parents)}")
     sizes = Table("version", "kind", "MiB", "aliases")
     for ref, v in numbers["versions"].items():
         sizes.add_row(ref, v["kind"], f"{v['bytes'] / 2**20:.0f}", ", ".join(v["aliases"]))

@@ -1,0 +1,85 @@
+"""`forgeline demo --quick`: the whole production line as a user runs it, twice.
+
+Real processes throughout (`forgeline demo` starts the suite under its supervisor): the
+stock model is evaluated, a LoRA adapter is trained on Ray, merged and quantized to GPTQ W4,
+evaluated, promoted through the eval gate while the inference service follows the alias,
+and asked through the OpenAI SDK against the gateway. The second run in the same home
+reuses every version, job and evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import FORGELINE
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "atlas-assistant"
+
+
+def run_demo(home: Path, report: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORGELINE_")}
+    result = subprocess.run(
+        [*FORGELINE, "demo", "--quick", "--home", str(home), "--report", str(report)],
+        env={**env, "COLUMNS": "160"},
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    return json.loads((report / "summary.json").read_text())
+
+
+def test_the_demo_runs_the_line_and_a_second_run_reuses_it(tmp_path):
+    home = tmp_path / "home"
+    first = run_demo(home, tmp_path / "report-1")
+
+    base, adapter, quantized = first["versions"]
+    assert (base, adapter, quantized) == (f"{MODEL}:1", "atlas-facts-lora:1", f"{MODEL}:2")
+    kinds = [v["kind"] for v in first["versions"].values()]
+    assert kinds == ["BASE", "ADAPTER", "QUANTIZED"]
+    lineage = first["lineage"]
+    assert set(lineage[f"{quantized} (QUANTIZED)"]) >= {base, adapter}
+    assert set(lineage[f"{adapter} (ADAPTER)"]) == {base, "atlas-facts-train:1"}
+
+    scores = first["evaluations"]
+    # The facts are learned: asked in words the training never showed, the adapter and its
+    # quantized merge answer far more of them than the stock model (which knows none).
+    assert scores[base]["atlas-qa"] == 0.0
+    assert scores[adapter]["atlas-qa"] >= 0.3
+    assert scores[quantized]["atlas-qa"] >= 0.25
+    # General knowledge does not collapse (20 questions: allow for noise).
+    assert scores[adapter]["mmlu"] >= scores[base]["mmlu"] - 0.2
+    assert first["quantized_size_ratio"] < 0.6
+    metrics = first["versions"][quantized]["metrics"]
+    assert metrics["perplexity"] <= 1.25 * metrics["perplexity_source"]
+
+    release = first["release"]
+    assert release["promoted"] == quantized and not release["promotion_refusal"]
+    assert "atlas-qa" in release["rollback_refusal"]
+    assert first["versions"][quantized]["aliases"] == ["production"]
+    assert release["served_before"] == base and release["served_after"] == quantized
+    assert {a["version"] for a in release["before"]} == {base}
+    assert {a["version"] for a in release["after"]} == {quantized}
+    assert first["served_right"] >= 2
+
+    report = tmp_path / "report-1"
+    assert (report / "loss_curve.png").stat().st_size > 1000
+    losses = (report / "loss_curve.csv").read_text().splitlines()
+    assert len(losses) == 1 + 32
+    assert f"| {quantized} | QUANTIZED |" in (report / "evaluations.md").read_text()
+
+    second = run_demo(home, tmp_path / "report-2")
+    assert second["versions"].keys() == first["versions"].keys()
+    reused = {s["title"]: s["reused"] for s in second["steps"][1:-1]}
+    assert all(reused.values()), reused
+    assert second["evaluations"] == first["evaluations"]
+    assert second["release"]["served_after"] == quantized
+    # The second run redoes only the suite's start and the serving.
+    assert second["total_seconds"] < 0.5 * first["total_seconds"]
