@@ -132,9 +132,7 @@ async def test_requests_outlasting_the_drain_are_aborted_and_the_old_engine_stop
     await core.close()
 
 
-async def test_a_version_whose_engine_does_not_start_leaves_the_old_one_serving(
-    registry, factory
-):
+async def test_a_version_whose_engine_does_not_start_leaves_the_old_one_serving(registry, factory):
     health: list[bool] = []
 
     async def report(healthy: bool) -> None:
