@@ -96,6 +96,8 @@ class FakeEngine:
                 if self.step:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(abort.wait(), self.step)
+                if self.dead:  # died mid-stream
+                    raise EngineDead("the fake engine is dead")
                 if abort.is_set():
                     yield GenerateEvent(
                         request_id,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from forgeline.client import InferenceClient
-from forgeline.client.exceptions import FailedPrecondition, InvalidArgument
+from forgeline.client.exceptions import FailedPrecondition, InvalidArgument, Unavailable
 from forgeline.common.settings import Settings
 from forgeline.inference.core import InferenceCore
 from forgeline.inference.options import EngineOptions
@@ -113,6 +113,26 @@ async def test_requests_running_on_the_old_engine_finish_there(registry, factory
     assert old.aborted == [] and old.closed_early == []
     await eventually(lambda: old.stopped)
     assert not new.stopped
+    await core.close()
+
+
+async def test_a_request_started_before_a_move_is_aborted_on_its_own_engine(registry, factory):
+    # What the servicer does when a client leaves: abort by id, after the move too.
+    core = make_core(registry, factory)
+    await core.load_model(ALIAS, follow=True)
+    old = factory.started[0]
+    long = GenerateRequest(
+        "law", prompt="x", request_id="r1", sampling=SamplingParams(max_tokens=60)
+    )
+    stream = core.generate(long)
+    assert (await anext(stream)).model_version == "law:1"
+    registry.move("law", "production", 2)
+    await eventually(lambda: listed(core).version == 2)
+    assert await core.abort("r1") is True
+    assert old.aborted == ["r1"] and factory.started[1].aborted == []
+    rest = [e async for e in stream]
+    assert rest[-1].deltas[0].finish_reason is FinishReason.ABORT
+    await eventually(lambda: old.stopped)
     await core.close()
 
 
@@ -246,6 +266,24 @@ async def test_engine_failures_after_a_rollout(registry, factory):
     assert len(factory.attempts) == 2
     assert (await core.load_model(ALIAS, follow=True)).version == 3
     assert new.stopped and core.healthy()
+    await core.close()
+
+
+async def test_the_old_engine_dying_while_it_drains_fails_only_its_requests(registry, factory):
+    core = make_core(registry, factory)
+    await core.load_model(ALIAS, follow=True)
+    old = factory.started[0]
+    slow = asyncio.create_task(answer(core, max_tokens=60))
+    await eventually(lambda: old.unfinished_requests() == 1)
+    registry.move("law", "production", 2)
+    await eventually(lambda: listed(core).version == 2)
+    old.dead = True
+    with pytest.raises(Unavailable):
+        await slow
+    # The model serves on, on version 2: the dead engine was already replaced.
+    assert listed(core).state is ServedState.READY and core.healthy()
+    assert await answer(core) == ("law:2", FinishReason.LENGTH)
+    await eventually(lambda: old.stopped)
     await core.close()
 
 

@@ -177,7 +177,11 @@ class Rollouts:
             if target.number == entry.version.number:
                 entry.rollout_error = ""  # moved back to what serves
                 continue
-            await self._roll(entry, target)
+            try:
+                await self._roll(entry, target)
+            except Exception:
+                # A bug here must not end the following; the next move is tried anyway.
+                log.exception("moving %s to %s failed", entry.name, pin(target))
 
     async def _roll(self, entry: ServedEntry, target: registry_pb2.Version) -> None:
         """Moves `entry` to `target`, or leaves it serving with `rollout_error` set."""
