@@ -121,6 +121,22 @@ def test_chat_non_streaming_and_streaming_with_stop_and_n(base_url):
         assert mine[-1].finish_reason == "stop"
 
 
+def test_system_fingerprint_names_the_version_that_answered(base_url):
+    api = client(base_url)
+    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    usage = {"include_usage": True}
+    assert api.chat.completions.create(model="base", **chat).system_fingerprint == "base:1"
+    assert api.chat.completions.create(model="lora", **chat).system_fingerprint == "lora:1"
+    events = list(
+        api.chat.completions.create(model="base", stream=True, stream_options=usage, **chat)
+    )
+    assert {e.system_fingerprint for e in events} == {"base:1"} and events[-1].usage
+    text = {"prompt": ["a", "b"], "max_tokens": 2}
+    assert api.completions.create(model="base", **text).system_fingerprint == "base:1"
+    events = list(api.completions.create(model="base", stream=True, stream_options=usage, **text))
+    assert {e.system_fingerprint for e in events} == {"base:1"} and events[-1].usage
+
+
 def test_models_lists_what_the_key_may_use(base_url):
     ids = {m.id: m for m in client(base_url).models.list()}
     assert set(ids) == {"base", "lora"}  # the FAILED model is not listed

@@ -23,6 +23,7 @@ from forgeline.cli.context import (
 )
 from forgeline.client.inference import InferenceClient
 from forgeline.client.labels import label
+from forgeline.client.refs import RefError, parse_ref
 from forgeline.common.settings import ServiceName
 from forgeline.inference.options import Dtype
 from forgeline.v1 import inference_pb2
@@ -53,13 +54,42 @@ def _kind(model: inference_pb2.ServedModel) -> str:
 
 
 def _table(models: list[inference_pb2.ServedModel]) -> Table:
-    table = Table("name", "kind", "base", "version", "state", "context", "running")
+    following = any(m.follows for m in models)
+    columns = ["name", "kind", "base", "version", *(["follows"] if following else [])]
+    table = Table(*columns, "state", "context", "running")
     for m in models:
         version = f"{m.ref.name}:{m.version}" if m.ref.name else ""
         state = _state(m) + (f" ({m.error})" if m.error else "")
+        if m.rollout_error:
+            state += f"; rollout failed: {m.rollout_error}"
+        follows = [m.follows] if following else []
         context, running = str(m.max_model_len), str(m.running_requests)
-        table.add_row(m.name, _kind(m), m.parent, version, state, context, running)
+        table.add_row(m.name, _kind(m), m.parent, version, *follows, state, context, running)
     return table
+
+
+def _check_follow(ref: str, adapters: list[str]) -> None:
+    """Refuses `--follow` for a reference without an alias, or with adapters.
+
+    Raises:
+        typer.BadParameter: on `--follow`, saying what to give instead.
+    """
+    try:
+        selector = parse_ref(ref).WhichOneof("selector")
+    except RefError:
+        return  # the service names what is wrong with the reference
+    if selector != "alias":
+        raise typer.BadParameter(
+            f"--follow needs a name@alias REF (e.g. {ref.split(':')[0]}@production) to "
+            f"follow; {ref!r} names no alias",
+            param_hint="--follow",
+        )
+    if adapters:
+        raise typer.BadParameter(
+            "a model deployed with --follow takes no --adapter: an adapter is trained on "
+            "one base version, and --follow moves the base to new versions",
+            param_hint="--follow",
+        )
 
 
 def deploy(
@@ -82,10 +112,25 @@ def deploy(
     quantization: Annotated[str, typer.Option(help="vLLM quantization method; '' detects.")] = "",
     enforce_eager: Annotated[bool, typer.Option(help="No CUDA graphs or compilation.")] = False,
     seed: Annotated[int | None, typer.Option(help="Engine random seed.")] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="REF is name@alias: keep serving whatever version the alias points at, "
+            "moving to each new one without failing requests.",
+        ),
+    ] = False,
     inference: InferenceOption = None,
 ) -> None:
-    """Serve a registry version (and adapters on it) on the inference service."""
+    """Serve a registry version (and adapters on it) on the inference service.
+
+    With --follow, the served name follows the alias: when the alias moves (`forgeline
+    models promote`), the service starts the new version beside the old, switches new
+    requests to it once it answers, and stops the old one when its requests have finished.
+    """
     adapters = adapter or []
+    if follow:
+        _check_follow(ref, adapters)
     engine = inference_pb2.EngineOptions(
         max_model_len=max_model_len,
         dtype=_DTYPES[dtype],
@@ -102,7 +147,7 @@ def deploy(
         engine.seed = seed
     with inference_client(inference) as client:
         err_console.print(f"loading {ref} (this starts an engine; it can take a while)")
-        served = client.load_model(ref, served_name=name, engine=engine)
+        served = client.load_model(ref, served_name=name, engine=engine, follow=follow)
         if served.state != inference_pb2.SERVED_MODEL_STATE_READY:
             err_console.print(f"[red]error:[/] {served.name} failed to load: {served.error}")
             raise typer.Exit(1)

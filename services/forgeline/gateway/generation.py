@@ -12,6 +12,12 @@ Requests pass, in order: the API key (401), the body (400), the key's model allo
 validation (400), then the key's rate limits (429), which reserve every generation and,
 for a key with a token limit, the request's token bound (`token_budget`). Every request
 is counted in the metrics and settled with its key, whatever its outcome (`accounting`).
+
+Every response and stream event carries the registry version that answered as OpenAI's
+`system_fingerprint`, in the registry's own `name:N` form (e.g. `law:2`), taken from the
+first message of the Generate stream. It changes when a model deployed with `--follow`
+moves to a new version; a multi-prompt completion answered across such a move lists each
+version once, in prompt order, joined by commas.
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ class _Generation:
     usage: Usage
     requests: list[inference_pb2.GenerateRequest]
     streams: list[GenerateStream]
+    # The versions that answered (`system_fingerprint`); None if the service named none.
+    fingerprint: str | None = None
 
     @property
     def include_usage(self) -> bool:
@@ -225,7 +233,13 @@ class GenerationHandler:
             gateway.metrics.saw_served(body.model)
             record.status = 200
             generation = _Generation(
-                body, engine_id, int(time.time()), record.usage, engine_requests, streams
+                body,
+                engine_id,
+                int(time.time()),
+                record.usage,
+                engine_requests,
+                streams,
+                await answered_by(streams),
             )
             limit_headers = record.reservation.headers if record.reservation else {}
             if body.stream:
@@ -252,6 +266,13 @@ class GenerationHandler:
                 record.finish()
 
 
+async def answered_by(streams: list[GenerateStream]) -> str | None:
+    """The versions named by the streams' first messages (already read), comma-joined."""
+    firsts = [await stream.first() for stream in streams]
+    versions = dict.fromkeys(f.model_version for f in firsts if f and f.model_version)
+    return ",".join(versions) or None
+
+
 def _completion_answer(generation: _Generation, stream: bool) -> Any:
     """The /v1/completions answer: a coroutine of the JSON body, or the event stream."""
     body: CompletionRequest = generation.body
@@ -267,6 +288,7 @@ def _completion_answer(generation: _Generation, stream: bool) -> Any:
                 async for i, response in responses:
                     acc.add(i, response, legacy=True)
             completion = acc.completion(generation.id, generation.created, model, echo)
+            completion.system_fingerprint = generation.fingerprint
             return completion.model_dump_json()
 
         return collect()
@@ -286,11 +308,16 @@ def _completion_answer(generation: _Generation, stream: bool) -> Any:
                         model,
                         echo[i] if echo else "",
                     ):
+                        event.system_fingerprint = generation.fingerprint
                         yield sse_event(event)
             if generation.include_usage:
                 yield generation.usage_event(
                     Completion(
-                        id=generation.id, choices=[], created=generation.created, model=model
+                        id=generation.id,
+                        choices=[],
+                        created=generation.created,
+                        model=model,
+                        system_fingerprint=generation.fingerprint,
                     )
                 )
         except exceptions.ForgelineError as exc:
@@ -314,6 +341,7 @@ def _chat_answer(generation: _Generation, stream: bool) -> Any:
                 async for i, response in responses:
                     acc.add(i, response, legacy=False)
             result = acc.chat_completion(generation.id, generation.created, model, with_logprobs)
+            result.system_fingerprint = generation.fingerprint
             return result.model_dump_json()
 
         return collect()
@@ -326,11 +354,16 @@ def _chat_answer(generation: _Generation, stream: bool) -> Any:
                     for event in convert.chat_chunks(
                         response, started, generation.id, generation.created, model, with_logprobs
                     ):
+                        event.system_fingerprint = generation.fingerprint
                         yield sse_event(event)
             if generation.include_usage:
                 yield generation.usage_event(
                     ChatCompletionChunk(
-                        id=generation.id, choices=[], created=generation.created, model=model
+                        id=generation.id,
+                        choices=[],
+                        created=generation.created,
+                        model=model,
+                        system_fingerprint=generation.fingerprint,
                     )
                 )
         except exceptions.ForgelineError as exc:

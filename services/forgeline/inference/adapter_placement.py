@@ -2,8 +2,9 @@
 
 An adapter runs on a base model's engine. The base is the one the caller names, or else a
 served model loaded from the adapter's parent version (preferring one with LoRA enabled);
-it must be READY, loaded with `engine.enable_lora`, and allow the adapter's rank. Every
-refusal says what to do instead.
+it must be READY, loaded with `engine.enable_lora`, not follow an alias (its version would
+change under the adapter), and allow the adapter's rank. Every refusal says what to do
+instead.
 """
 
 from __future__ import annotations
@@ -87,7 +88,16 @@ def _base_for(
                 subject=wanted,
                 type="ADAPTER_BASE",
             )
-        base = next((s for s in ready if s.options.enable_lora), ready[0])
+        usable = [s for s in ready if s.options.enable_lora and not s.follows]
+        base = usable[0] if usable else ready[0]
+    if base.follows:
+        raise FailedPrecondition(
+            f"{base.name} follows {base.follows}, which moves it to new versions, and an "
+            "adapter is trained on one base version: adapters cannot run on it. Deploy a "
+            "pinned version (name:N) without follow to add adapters",
+            subject=base.name,
+            type="FOLLOWED_BASE",
+        )
     if base.state is not ServedState.READY:
         raise Unavailable(f"{base.name} is not ready ({base.state.name})")
     if not base.options.enable_lora:

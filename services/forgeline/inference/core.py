@@ -7,6 +7,10 @@ away can be aborted in the engine, and unloading a model aborts what still runs 
 while unloading an adapter lets its running requests finish first. The record kept for each
 served name is `forgeline.inference.served.ServedEntry`.
 
+A model loaded with `follow` moves to each version its alias points at, without failing a
+request (`forgeline.inference.rollout`); each request remembers the engine it runs on, so
+one started before such a move finishes, or is aborted, on the old engine.
+
 Faults: engines are started, watched and stopped by `forgeline.inference.engine_supervisor`.
 One that dies, idle or mid-request, leaves its model FAILED with the reason, and the core
 reports itself unhealthy (`on_health`) while any model is FAILED, until that model is
@@ -21,9 +25,8 @@ these methods; errors are `forgeline.client.exceptions` exceptions.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import re
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from pathlib import Path
@@ -35,7 +38,9 @@ from forgeline.inference.engine_supervisor import WATCH_SECONDS, EngineFactory, 
 from forgeline.inference.options import EngineOptions
 from forgeline.inference.outputs import GenerateEvent, TokenizeResult
 from forgeline.inference.requests import GenerateRequest, TokenizeRequest
-from forgeline.inference.resolver import ModelResolver, check_ref, pin
+from forgeline.inference.resolver import ModelResolver, check_loadable, check_ref, pin
+from forgeline.inference.rollout import DRAIN_SECONDS, FOLLOW_SECONDS, Rollouts, check_follow
+from forgeline.inference.running import RunningRequests
 from forgeline.inference.served import (
     ServedEntry,
     ServedKind,
@@ -43,17 +48,9 @@ from forgeline.inference.served import (
     ServedState,
     check_served_name,
 )
-from forgeline.v1 import registry_pb2
 
 log = logging.getLogger(__name__)
 
-# Request ids are chosen by clients and reused in engine calls and logs: printable, no spaces.
-REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
-LOADABLE_KINDS = {
-    registry_pb2.VERSION_KIND_BASE,
-    registry_pb2.VERSION_KIND_MERGED,
-    registry_pb2.VERSION_KIND_QUANTIZED,
-}
 # How long UnloadAdapter waits for requests running on the adapter before aborting them.
 ADAPTER_DRAIN_SECONDS = 300.0
 
@@ -79,6 +76,8 @@ class InferenceCore:
         watch_seconds: How often each engine's liveness is checked (engines loaded later
             use the value `watch_seconds` has then).
         on_health: Told whether the core is healthy after each load, unload and failure.
+        follow_seconds: How often followed aliases are looked up (see `rollout`).
+        drain_seconds: How long requests on a replaced engine may run before being aborted.
     """
 
     def __init__(
@@ -88,18 +87,20 @@ class InferenceCore:
         default_kv_cache_bytes: int = 0,
         watch_seconds: float = WATCH_SECONDS,
         on_health: HealthReporter | None = None,
+        follow_seconds: float = FOLLOW_SECONDS,
+        drain_seconds: float = DRAIN_SECONDS,
     ):
         self.resolver = resolver
         self.engine_factory = engine_factory
         self.default_kv_cache_bytes = default_kv_cache_bytes
         self.watch_seconds = watch_seconds
         self.on_health = on_health
+        self.follow_seconds = follow_seconds
+        self.drain_seconds = drain_seconds
         self._served: dict[str, ServedEntry] = {}
-        self._requests: dict[str, ServedEntry] = {}
-        # Who started each running request (see `generate`), so that a caller refused for
-        # a duplicate id cannot abort the request that holds it.
-        self._owners: dict[str, object | None] = {}
+        self._running = RunningRequests()
         self._engines = EngineSupervisor(self._engine_failed)
+        self._rollouts = Rollouts(self)
 
     # ------------------------------------------------------------------ lookup
 
@@ -139,7 +140,8 @@ class InferenceCore:
             max_len = engine.max_model_len if engine else 0
             ready = served.state is ServedState.READY
             if served.kind is ServedKind.BASE and ready and engine is not None:
-                running = engine.unfinished_requests()
+                draining = self._rollouts.draining(served.name)
+                running = sum(e.unfinished_requests() for e in [engine, *draining])
             else:
                 running = len(served.running)
             out.append(served.describe(max_len, running))
@@ -154,9 +156,16 @@ class InferenceCore:
             raise AlreadyExists("served model", name)
 
     async def load_model(
-        self, ref: str, served_name: str = "", options: EngineOptions | None = None
+        self,
+        ref: str,
+        served_name: str = "",
+        options: EngineOptions | None = None,
+        follow: bool = False,
     ) -> ServedModel:
         """Fetches a registry version and starts an engine serving it as `served_name`.
+
+        With `follow` (`ref` must be `name@alias`), the model then moves to each version
+        the alias points at (see `forgeline.inference.rollout`).
 
         Returns once the model is READY, or FAILED with the reason (the entry stays listed
         until it is unloaded or loaded again). Loading over a FAILED entry replaces it: its
@@ -169,23 +178,29 @@ class InferenceCore:
         into the version cache, where the next load finds it.)
 
         Raises:
-            InvalidArgument: bad reference, name or options; or the version is an adapter.
+            InvalidArgument: bad reference, name or options; the version is an adapter;
+                `follow` without an alias.
             AlreadyExists: the served name is taken.
             NotFound: the reference names no version.
             asyncio.CancelledError: the call was cancelled.
         """
         ref = check_ref(ref)
+        if follow:
+            check_follow(ref)
         options = (options or EngineOptions()).with_defaults(self.default_kv_cache_bytes)
         options.validate()
         name = served_name or ref.split(":")[0].split("@")[0]
         self._claim(name, "served_name")
-        served = ServedEntry(name=name, kind=ServedKind.BASE, ref=ref, options=options)
+        follows = ref if follow else ""
+        served = ServedEntry(name, ServedKind.BASE, ref, options=options, follows=follows)
         failed = self._served.pop(name, None)
         self._served[name] = served
         try:
             if failed is not None:
                 await self._release(failed)
-            return await self._start(served)
+            described = await self._start(served)
+            self._rollouts.follow(served)
+            return described
         except BaseException:
             if self._served.get(name) is served:
                 del self._served[name]
@@ -196,10 +211,7 @@ class InferenceCore:
     async def _start(self, served: ServedEntry) -> ServedModel:
         name = served.name
         path, version = await asyncio.to_thread(self.resolver.resolve_model_dir, served.ref)
-        if version.kind not in LOADABLE_KINDS:
-            kind = registry_pb2.VersionKind.Name(version.kind)
-            hint = "; load it with LoadAdapter" if kind.endswith("ADAPTER") else ""
-            raise InvalidArgument("ref", f"{pin(version)} is a {kind} version{hint}")
+        check_loadable(version)
         served.version = version
         log.info("starting an engine for %s (%s) from %s", name, pin(version), path)
         try:
@@ -220,9 +232,10 @@ class InferenceCore:
         return served.describe(engine.max_model_len, 0)
 
     async def _release(self, served: ServedEntry) -> None:
-        """Forgets a base's adapters and stops its engine, which no longer serves."""
+        """Forgets a base's adapters, stops following its alias and stops its engines."""
         for adapter in served.adapters:
             self._served.pop(adapter, None)
+        await self._rollouts.stop(served)
         await self._engines.stop(served.name, served.engine)
 
     async def unload_model(self, name: str) -> None:
@@ -239,11 +252,8 @@ class InferenceCore:
         for adapter in served.adapters:
             self._served.pop(adapter, None)
         try:
-            engine = served.engine
-            if engine is not None:
-                for request_id, owner in list(self._requests.items()):
-                    if owner is served or owner.base == name:
-                        await engine.abort(request_id)
+            for request_id, running in self._running.of_base(served):
+                await running.engine.abort(request_id)
             await self._release(served)
         finally:
             await self._report_health()
@@ -385,49 +395,37 @@ class InferenceCore:
         """
         request.validate()
         served, base = self._ready(request.model)
-        request_id = request.request_id or uuid.uuid4().hex
-        if not REQUEST_ID.fullmatch(request_id):
-            raise InvalidArgument("request_id", "use 1-128 printable ASCII characters")
-        if request_id in self._requests:
-            raise AlreadyExists("request", request_id)
-        self._requests[request_id] = served
-        self._owners[request_id] = owner
-        served.running.add(request_id)
         engine = base.engine
-        assert engine is not None
+        assert engine is not None and served.version is not None
+        request_id = self._running.start(request.request_id, served, engine, owner)
+        version = pin(served.version)  # the version answering, on the first event
         try:
             events = engine.generate(request, request_id, served.handle)
             async with aclosing(events):
                 async for event in events:
-                    yield event
+                    yield dataclasses.replace(event, model_version=version) if version else event
+                    version = ""
         except EngineDead as exc:
-            await self._fail(base, str(exc))
+            if base.engine is engine:  # not an old engine a rollout replaced
+                await self._fail(base, str(exc))
             raise Unavailable(f"the engine of {base.name} stopped; load the model again") from exc
         finally:
-            self._requests.pop(request_id, None)
-            self._owners.pop(request_id, None)
-            served.running.discard(request_id)
-            if not served.running:
-                served.drained.set()
+            self._running.finish(request_id)
 
     def is_running(self, request_id: str, owner: object | None = None) -> bool:
         """Whether a request with this id is running (started by `owner`, when given)."""
-        return request_id in self._requests and (
-            owner is None or self._owners.get(request_id) is owner
-        )
+        return self._running.get(request_id, owner) is not None
 
     async def abort(self, request_id: str, owner: object | None = None) -> bool:
         """Aborts a running request in its engine; returns whether it was running.
 
         With `owner`, only the request that owner started (see `generate`) is aborted.
         """
-        served = self._requests.get(request_id)
-        if served is None or not self.is_running(request_id, owner):
+        running = self._running.get(request_id, owner)
+        if running is None:
             return False
-        base = self._served.get(served.base) if served.kind is ServedKind.ADAPTER else served
-        if base is not None and base.engine is not None:
-            log.info("aborting request %s on %s", request_id, served.name)
-            await base.engine.abort(request_id)
+        log.info("aborting request %s on %s", request_id, running.served.name)
+        await running.engine.abort(request_id)
         return True
 
     async def close(self) -> None:
@@ -437,5 +435,6 @@ class InferenceCore:
                 await self.unload_model(name)
             except Exception:
                 log.exception("stopping %s failed", name)
+        await self._rollouts.close()
         await self._engines.close()
         self.resolver.close()

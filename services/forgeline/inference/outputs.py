@@ -101,12 +101,18 @@ class Usage:
 
 @dataclass(frozen=True)
 class GenerateEvent:
-    """One step of a generation stream."""
+    """One step of a generation stream.
+
+    `model_version` (`name:N`) is set by the core on the first event of a stream: the
+    registry version whose engine answered, which can change between requests while a
+    model follows its alias.
+    """
 
     request_id: str
     deltas: tuple[CompletionDelta, ...] = ()
     prompt_logprobs: tuple[TokenLogprob, ...] = ()
     usage: Usage | None = None
+    model_version: str = ""
 
     def to_pb(self) -> inference_pb2.GenerateResponse:
         """Returns the protobuf form."""
@@ -114,6 +120,7 @@ class GenerateEvent:
             request_id=self.request_id,
             chunks=[d.to_pb() for d in self.deltas],
             prompt_logprobs=[lp.to_pb() for lp in self.prompt_logprobs],
+            model_version=self.model_version,
         )
         if self.usage is not None:
             pb.usage.CopyFrom(self.usage.to_pb())

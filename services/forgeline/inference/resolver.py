@@ -2,9 +2,11 @@
 
 The core resolves every reference through one `ModelResolver.resolve_model_dir(ref)`,
 which returns the local folder of the version and the version itself (kind, parents,
-metadata). `RegistryResolver` is the real one: it pins the reference to a version number
-and pulls that version through the SDK's `VersionCache` (verified, once per machine,
-read-only, hard-linked when the registry's blob store is on this machine).
+metadata); `resolve_version(ref)` only says which version a reference names now, which is
+how a model loaded with `follow` watches its alias. `RegistryResolver` is the real one: it
+pins the reference to a version number and pulls that version through the SDK's
+`VersionCache` (verified, once per machine, read-only, hard-linked when the registry's
+blob store is on this machine).
 `LocalResolver` serves folders already on disk, for tests and tools.
 """
 
@@ -37,6 +39,15 @@ class ModelResolver(Protocol):
         """
         ...
 
+    def resolve_version(self, ref: str) -> registry_pb2.Version:
+        """The version `ref` names now, without fetching its files (to follow an alias).
+
+        Raises:
+            NotFound: no such model, version or alias.
+            FailedPrecondition: the version is not READY.
+        """
+        ...
+
     def close(self) -> None:
         """Releases connections."""
         ...
@@ -45,6 +56,28 @@ class ModelResolver(Protocol):
 def pin(version: registry_pb2.Version) -> str:
     """The reference of exactly this version (`name:number`)."""
     return f"{version.model}:{version.number}"
+
+
+# Versions with weights of their own, which get an engine (adapters run on one).
+LOADABLE_KINDS = frozenset(
+    {
+        registry_pb2.VERSION_KIND_BASE,
+        registry_pb2.VERSION_KIND_MERGED,
+        registry_pb2.VERSION_KIND_QUANTIZED,
+    }
+)
+
+
+def check_loadable(version: registry_pb2.Version) -> None:
+    """Checks that `version` can be served by an engine of its own.
+
+    Raises:
+        InvalidArgument: on `ref`, it is an adapter (or of no known kind).
+    """
+    if version.kind not in LOADABLE_KINDS:
+        kind = registry_pb2.VersionKind.Name(version.kind)
+        hint = "; load it with LoadAdapter" if kind.endswith("ADAPTER") else ""
+        raise InvalidArgument("ref", f"{pin(version)} is a {kind} version{hint}")
 
 
 def check_ref(ref: str, field: str = "ref") -> str:
@@ -85,6 +118,16 @@ class RegistryResolver:
         log.info("%s resolved to %s at %s", ref, pulled.ref, pulled.path)
         return pulled.path, pulled.version
 
+    def resolve_version(self, ref: str) -> registry_pb2.Version:
+        """The READY version `ref` names now (one registry call, nothing downloaded).
+
+        Raises:
+            NotFound: no such model, version or alias.
+            FailedPrecondition: the version is not READY.
+            Unavailable: the registry cannot be reached.
+        """
+        return self.cache.resolve(ref)
+
     def close(self) -> None:
         """Closes the registry channel."""
         self.cache.close()
@@ -118,14 +161,25 @@ class LocalResolver:
         model = self.models.get(name)
         if model is None:
             raise NotFound("model", name)
-        version = registry_pb2.Version(
+        return model.path, self.resolve_version(ref)
+
+    def resolve_version(self, ref: str) -> registry_pb2.Version:
+        """Version 1 of the model the reference names.
+
+        Raises:
+            NotFound: no folder is registered under that name.
+        """
+        name = parse_ref(ref).name
+        model = self.models.get(name)
+        if model is None:
+            raise NotFound("model", name)
+        return registry_pb2.Version(
             model=name,
             number=1,
             kind=model.kind,
             state=registry_pb2.VERSION_STATE_READY,
             parents=[_pinned(p) for p in model.parents],
         )
-        return model.path, version
 
     def close(self) -> None:
         """Nothing to release."""

@@ -68,6 +68,8 @@ class ServedModel:
     error: str = ""
     running_requests: int = 0
     lora_enabled: bool = False
+    follows: str = ""
+    rollout_error: str = ""
 
     def to_pb(self) -> inference_pb2.ServedModel:
         """Returns the protobuf form."""
@@ -86,6 +88,8 @@ class ServedModel:
             error=self.error,
             running_requests=self.running_requests,
             lora_enabled=self.lora_enabled,
+            follows=self.follows,
+            rollout_error=self.rollout_error,
         )
 
 
@@ -109,6 +113,10 @@ class ServedEntry:
     base: str = ""
     handle: AdapterHandle | None = None
     drained: asyncio.Event = field(default_factory=asyncio.Event)
+    # Bases loaded with `follow`: the `name@alias` followed (see `forgeline.inference.rollout`)
+    # and why the last move to the alias's version failed.
+    follows: str = ""
+    rollout_error: str = ""
 
     def describe(self, max_model_len: int, running: int) -> ServedModel:
         """The entry as ListServedModels reports it.
@@ -128,4 +136,6 @@ class ServedEntry:
             error=self.error,
             running_requests=running,
             lora_enabled=self.kind is ServedKind.BASE and self.options.enable_lora,
+            follows=self.follows,
+            rollout_error=self.rollout_error,
         )

@@ -91,11 +91,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         """Fetches a version and starts its engine; returns it READY or FAILED.
 
         A cancelled call (the client gave up) leaves nothing behind (see `InferenceCore`).
+        With `follow`, the model then moves to each version its alias points at.
         """
         served = await self.core.load_model(
             format_ref(request.ref) if request.ref.name else "",
             request.served_name,
             EngineOptions.from_pb(request.engine),
+            follow=request.follow,
         )
         return inference_pb2.LoadModelResponse(model=served.to_pb())
 
@@ -147,11 +149,20 @@ def create_server(
         settings: Service settings; the registry address comes from them.
         resolver: Where models come from; the registry of `settings` by default.
         engine_factory: How engines start; vLLM by default (tests pass a fake).
+
+    Raises:
+        ValueError: a setting is out of range.
     """
+    if not settings.inference_follow_seconds > 0:
+        raise ValueError(
+            "FORGELINE_INFERENCE_FOLLOW_SECONDS must be a positive number of seconds, "
+            f"got {settings.inference_follow_seconds}"
+        )
     core = InferenceCore(
         resolver or RegistryResolver.from_settings(settings),
         engine_factory,
         default_kv_cache_bytes=default_kv_cache_bytes(settings),
+        follow_seconds=settings.inference_follow_seconds,
     )
     servicer = InferenceServicer(core)
     server = build_server(

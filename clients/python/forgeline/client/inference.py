@@ -82,16 +82,22 @@ class InferenceClient(BaseClient):
         served_name: str = "",
         engine: inference_pb2.EngineOptions | None = None,
         timeout: float | None = 1800.0,
+        follow: bool = False,
     ) -> inference_pb2.ServedModel:
         """Serves a registry version; returns once its engine is READY or FAILED.
+
+        With `follow` (`ref` must be `name@alias`), the service then moves the served name
+        to each version the alias points at, without failing requests; the model's
+        `follows` and `rollout_error` report it.
 
         Raises:
             NotFound: the reference names no version.
             AlreadyExists: the served name is taken.
-            InvalidArgument: bad options, or the version is an adapter.
+            InvalidArgument: bad options, the version is an adapter, or `follow` without
+                an alias.
         """
         request = inference_pb2.LoadModelRequest(
-            ref=as_ref(ref), served_name=served_name, engine=engine
+            ref=as_ref(ref), served_name=served_name, engine=engine, follow=follow
         )
         return self._unary(self._stub.LoadModel, request, timeout).model
 

@@ -170,7 +170,7 @@ class Usage(_message.Message):
     def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ...) -> None: ...
 
 class ServedModel(_message.Message):
-    __slots__ = ("name", "kind", "parent", "ref", "version", "max_model_len", "state", "error", "running_requests", "lora_enabled")
+    __slots__ = ("name", "kind", "parent", "ref", "version", "max_model_len", "state", "error", "running_requests", "lora_enabled", "follows", "rollout_error")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PARENT_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +181,8 @@ class ServedModel(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     RUNNING_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     LORA_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWS_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_ERROR_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: ServedModelKind
     parent: str
@@ -191,7 +193,9 @@ class ServedModel(_message.Message):
     error: str
     running_requests: int
     lora_enabled: bool
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ServedModelKind, str]] = ..., parent: _Optional[str] = ..., ref: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., version: _Optional[int] = ..., max_model_len: _Optional[int] = ..., state: _Optional[_Union[ServedModelState, str]] = ..., error: _Optional[str] = ..., running_requests: _Optional[int] = ..., lora_enabled: _Optional[bool] = ...) -> None: ...
+    follows: str
+    rollout_error: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ServedModelKind, str]] = ..., parent: _Optional[str] = ..., ref: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., version: _Optional[int] = ..., max_model_len: _Optional[int] = ..., state: _Optional[_Union[ServedModelState, str]] = ..., error: _Optional[str] = ..., running_requests: _Optional[int] = ..., lora_enabled: _Optional[bool] = ..., follows: _Optional[str] = ..., rollout_error: _Optional[str] = ...) -> None: ...
 
 class EngineOptions(_message.Message):
     __slots__ = ("max_model_len", "dtype", "tensor_parallel_size", "gpu_memory_utilization", "kv_cache_bytes", "max_loras", "max_lora_rank", "enable_lora", "quantization", "enforce_eager", "seed")
@@ -238,16 +242,18 @@ class GenerateRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., messages: _Optional[_Union[ChatMessages, _Mapping]] = ..., prompt_token_ids: _Optional[_Union[TokenIds, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., request_id: _Optional[str] = ..., add_generation_prompt: _Optional[bool] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("request_id", "chunks", "prompt_logprobs", "usage")
+    __slots__ = ("request_id", "chunks", "prompt_logprobs", "usage", "model_version")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     chunks: _containers.RepeatedCompositeFieldContainer[CompletionChunk]
     prompt_logprobs: _containers.RepeatedCompositeFieldContainer[TokenLogprob]
     usage: Usage
-    def __init__(self, request_id: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[CompletionChunk, _Mapping]]] = ..., prompt_logprobs: _Optional[_Iterable[_Union[TokenLogprob, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
+    model_version: str
+    def __init__(self, request_id: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[CompletionChunk, _Mapping]]] = ..., prompt_logprobs: _Optional[_Iterable[_Union[TokenLogprob, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class TokenizeRequest(_message.Message):
     __slots__ = ("model", "text", "messages", "add_generation_prompt")
@@ -282,14 +288,16 @@ class ListServedModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ServedModel, _Mapping]]] = ...) -> None: ...
 
 class LoadModelRequest(_message.Message):
-    __slots__ = ("ref", "served_name", "engine")
+    __slots__ = ("ref", "served_name", "engine", "follow")
     REF_FIELD_NUMBER: _ClassVar[int]
     SERVED_NAME_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
     ref: _common_pb2.ModelRef
     served_name: str
     engine: EngineOptions
-    def __init__(self, ref: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., served_name: _Optional[str] = ..., engine: _Optional[_Union[EngineOptions, _Mapping]] = ...) -> None: ...
+    follow: bool
+    def __init__(self, ref: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., served_name: _Optional[str] = ..., engine: _Optional[_Union[EngineOptions, _Mapping]] = ..., follow: _Optional[bool] = ...) -> None: ...
 
 class LoadModelResponse(_message.Message):
     __slots__ = ("model",)
