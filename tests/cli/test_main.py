@@ -9,7 +9,7 @@ from forgeline.cli.main import app
 TOP_LEVEL = {
     "serve", "health", "env", "models", "demo",
     "sft", "pt", "dpo", "jobs", "merge", "quantize", "export", "eval",
-    "deploy", "undeploy", "served", "generate", "chat", "api-key",
+    "deploy", "undeploy", "served", "generate", "chat", "api-key", "up", "status", "down",
 }  # fmt: skip
 
 

@@ -64,7 +64,7 @@ def demo(
         Path | None, typer.Option(help="Report folder; default <home>/demo-report.")
     ] = None,
     quick: Annotated[
-        bool, typer.Option(help="A shorter run: fewer MMLU questions, a coarser GPTQ.")
+        bool, typer.Option(help="A shorter run: 4 MMLU questions per subject, not 30.")
     ] = False,
     questions: Annotated[int, typer.Option(help="Paraphrases asked through the API.")] = 8,
 ) -> None:
@@ -96,7 +96,7 @@ def _run(line: Line, report: Path, questions: int) -> None:
     with line.step("evaluate the adapter") as step:
         _, step.reused = line.evaluate(adapter, test_data)
     with line.step("merge and quantize (GPTQ W4); evaluate it") as step:
-        quantized, step.reused = line.quantize(adapter)
+        quantized, step.reused = line.quantize(adapter, train_data)
         line.evaluate(quantized, test_data)
     with line.step("release through the gate; serve following the alias; ask via OpenAI"):
         released = release(line, base, quantized, line.addresses[ServiceName.GATEWAY], questions)

@@ -14,6 +14,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from rich.markup import escape
+
 from forgeline.cli.context import console
 from forgeline.cli.demo.data import atlas_facts
 from forgeline.cli.demo.line import ALIAS, MODEL, Line, LineFailed
@@ -74,7 +76,7 @@ def _ask(client, facts: list[dict[str, str]]) -> list[Answer]:
 def _show(answers: list[Answer]) -> None:
     for a in answers:
         mark = "[green]✓[/]" if a.right else "[red]✗[/]"
-        console.print(f"  {mark} [{a.version}] {a.question} -> {a.answer}")
+        console.print(f"  {mark} {escape(f'({a.version}) {a.question} -> {a.answer}')}")
 
 
 def release(line: Line, base: str, candidate: str, gateway: str, questions: int) -> Release:

@@ -28,7 +28,7 @@ from forgeline.v1 import registry_pb2
 def summary(line: Line, base: str, adapter: str, quantized: str, release: Release) -> dict:
     """Every number of the run, JSON-able."""
     versions = {ref: line.registry.get_version(ref) for ref in (base, adapter, quantized)}
-    lineage = line.registry.get_lineage(quantized)
+    lineage = line.registry.get_lineage(quantized, registry_pb2.LINEAGE_DIRECTION_ANCESTORS)
     size_ratio = versions[quantized].total_bytes / versions[base].total_bytes
     return {
         "versions": {
