@@ -83,7 +83,7 @@ def test_up_restarts_a_killed_service_and_down_stops_everything(env):
         assert "evaluator exited (code -9); restarting in 1 s" in up_log
 
         again = forgeline("up", "--detach", env=env)
-        assert again.returncode == 1 and "already up" in again.stderr
+        assert again.returncode == 1 and "is already up" in again.stderr
     finally:
         _, state = status(env)
         pids = [p["pid"] for p in state.get("processes", [])] + [state.get("pid", 0)]

@@ -54,10 +54,10 @@ def test_the_state_of_a_dead_supervisor_is_discarded(tmp_path):
     assert sv.read_state(tmp_path) is None
 
 
-def test_port_zero_in_an_address_picks_a_free_port():
-    assert sv.listen_port("127.0.0.1:50051", sv.ServiceName.REGISTRY) == 50051
-    picked = sv.listen_port("127.0.0.1:0", sv.ServiceName.REGISTRY)
-    assert picked > 1024
+def test_the_port_of_an_address_setting():
+    assert sv.listen_port("127.0.0.1:50052", sv.ServiceName.REGISTRY) == 50052
+    assert sv.listen_port("127.0.0.1:0", sv.ServiceName.REGISTRY) == 0
+    assert sv.listen_port("", sv.ServiceName.GATEWAY) == 8000
 
 
 def test_a_config_file_becomes_environment_variables(tmp_path):

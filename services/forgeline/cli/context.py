@@ -26,7 +26,7 @@ from forgeline.common.settings import ServiceName, Settings
 from forgeline.v1 import registry_pb2
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines
 
 
 def client_options() -> ChannelOptions:

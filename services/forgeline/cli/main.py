@@ -21,7 +21,7 @@ from forgeline.client.refs import RefError
 from forgeline.common.settings import ENVIRONMENT, ServiceName, Settings
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines
 
 app = typer.Typer(
     no_args_is_help=True,

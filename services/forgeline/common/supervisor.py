@@ -105,9 +105,8 @@ def read_state(home: Path) -> dict | None:
 
 
 def listen_port(address: str, service: ServiceName) -> int:
-    """The port of a `host:port` setting; 0 (or none) picks a free one."""
-    port = int(address.rsplit(":", 1)[1]) if ":" in address else DEFAULT_PORTS[service]
-    return port or free_port()
+    """The port of a `host:port` setting (0: pick a free one when starting)."""
+    return int(address.rsplit(":", 1)[1]) if ":" in address else DEFAULT_PORTS[service]
 
 
 class Supervisor:
@@ -141,15 +140,7 @@ class Supervisor:
             address = env.get(f"FORGELINE_{service.name}_ADDRESS", default)
             port = listen_port(address, service)
             self.children[service.value] = Child(service.value, port, logs / f"{service}.log")
-        self.env = {
-            **env,
-            "FORGELINE_HOME": str(home),
-            **{
-                f"FORGELINE_{s.name}_ADDRESS": self.children[s.value].address
-                for s in SERVICES
-                if s is not ServiceName.GATEWAY
-            },
-        }
+        self.env = {**env, "FORGELINE_HOME": str(home)}
         if not env.get("FORGELINE_RAY_ADDRESS"):
             # A Ray of our own, with a token of its own (Ray's token authentication).
             self.env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
@@ -194,6 +185,14 @@ class Supervisor:
                 ray.process.wait_started(self.start_timeout)
                 self._started(ray)
             services = [c for c in self.children.values() if c.name != RAY]
+            # Free ports are picked only now: Ray's processes take ports of their own.
+            for child in services:
+                child.port = child.port or free_port()
+            self.env |= {
+                f"FORGELINE_{c.name.upper()}_ADDRESS": c.address
+                for c in services
+                if c.name != ServiceName.GATEWAY
+            }
             for child in services:
                 self._launch(child)
             self._write_state()
