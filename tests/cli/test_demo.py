@@ -2,8 +2,9 @@
 
 Real processes throughout (`forgeline demo` starts the suite under its supervisor): the
 stock model is evaluated, a LoRA adapter is trained on Ray, merged and quantized to GPTQ W4,
-evaluated, promoted through the eval gate while the inference service follows the alias,
-and asked through the OpenAI SDK against the gateway. The second run, on the suite
+evaluated, promoted through the eval gate while the inference service follows the alias
+(clients asking without pause all through the rollout, none may fail), and asked through
+the OpenAI SDK against the gateway. The second run, on the suite
 `forgeline up` keeps running for the same home, reuses every version, job and evaluation.
 """
 
@@ -73,6 +74,10 @@ def test_the_demo_runs_the_line_and_a_second_run_reuses_it(tmp_path):
     assert release["served_before"] == base and release["served_after"] == quantized
     assert {a["version"] for a in release["before"]} == {base}
     assert {a["version"] for a in release["after"]} == {quantized}
+    # Clients kept asking, streamed and not, while the alias moved: none failed, and both
+    # versions answered.
+    assert release["rollout_failures"] == []
+    assert release["rollout_answers"].keys() == {base, quantized}
     assert first["served_right"] >= 2
 
     report = tmp_path / "report-1"

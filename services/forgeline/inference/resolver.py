@@ -151,17 +151,20 @@ class LocalResolver:
             for name, m in models.items()
         }
 
+    def _model(self, ref: str) -> tuple[str, LocalModel]:
+        name = parse_ref(ref).name
+        model = self.models.get(name)
+        if model is None:
+            raise NotFound("model", name)
+        return name, model
+
     def resolve_model_dir(self, ref: str) -> tuple[Path, registry_pb2.Version]:
         """Returns the folder registered under the reference's model name.
 
         Raises:
             NotFound: no folder is registered under that name.
         """
-        name = parse_ref(ref).name
-        model = self.models.get(name)
-        if model is None:
-            raise NotFound("model", name)
-        return model.path, self.resolve_version(ref)
+        return self._model(ref)[1].path, self.resolve_version(ref)
 
     def resolve_version(self, ref: str) -> registry_pb2.Version:
         """Version 1 of the model the reference names.
@@ -169,10 +172,7 @@ class LocalResolver:
         Raises:
             NotFound: no folder is registered under that name.
         """
-        name = parse_ref(ref).name
-        model = self.models.get(name)
-        if model is None:
-            raise NotFound("model", name)
+        name, model = self._model(ref)
         return registry_pb2.Version(
             model=name,
             number=1,

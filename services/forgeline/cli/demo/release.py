@@ -4,13 +4,16 @@ OpenAI SDK.
 The served model follows `atlas-assistant@production`: the stock model answers first;
 once the gate lets the quantized fine-tune through, the inference service rolls over to it
 by itself, and the gateway reports which version answered each request (the OpenAI
-`system_fingerprint`). Promoting the stock model back is then refused by the same gate.
+`system_fingerprint`). Clients keep asking, streamed and not, all through the rollout: no
+request may fail. Promoting the stock model back is then refused by the same gate.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -22,8 +25,14 @@ from forgeline.cli.demo.line import ALIAS, MODEL, Line, LineFailed
 from forgeline.client.refs import parse_ref
 from forgeline.v1 import inference_pb2
 
-ENGINE = inference_pb2.EngineOptions(max_model_len=512, kv_cache_bytes=256 * 2**20)
+# Eager: no graph compilation, so an engine (the rollout's second one too) starts sooner.
+ENGINE = inference_pb2.EngineOptions(
+    max_model_len=512, kv_cache_bytes=256 * 2**20, enforce_eager=True
+)
 ROLLOUT_SECONDS = 600
+LOAD_CLIENTS = 2
+# Answers from the new version the load waits for after the switch.
+AFTER_SWITCH = 4
 
 
 @dataclass
@@ -52,6 +61,61 @@ class Release:
     rollback_refusal: str = ""
     served_after: str = ""
     after: list[Answer] = field(default_factory=list)
+    # Requests sent without pause while the alias moved: answers by version, and failures.
+    rollout_answers: dict[str, int] = field(default_factory=dict)
+    rollout_failures: list[str] = field(default_factory=list)
+
+
+class Load:
+    """Clients asking through the gateway without pause, streamed and not, from threads;
+    counts which version answered and every failure."""
+
+    def __init__(self, client, question: str):
+        self.client = client
+        self.question = question
+        self.answers: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, args=(i % 2 == 1,), daemon=True)
+            for i in range(LOAD_CLIENTS)
+        ]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+    def _ask(self, stream: bool) -> str:
+        request = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": self.question}],
+            "max_tokens": 8,
+            "temperature": 0,
+        }
+        if not stream:
+            return self.client.chat.completions.create(**request).system_fingerprint or ""
+        version = ""
+        for chunk in self.client.chat.completions.create(**request, stream=True):
+            version = chunk.system_fingerprint or version
+        return version
+
+    def _run(self, stream: bool) -> None:
+        while not self._stop.is_set():
+            try:
+                version = self._ask(stream)
+            except Exception as exc:  # every failure counts, whatever it is
+                with self._lock:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                continue
+            with self._lock:
+                self.answers[version] += 1
 
 
 def _served(line: Line) -> inference_pb2.ServedModel | None:
@@ -113,12 +177,21 @@ def release(line: Line, base: str, candidate: str, gateway: str, questions: int)
         record.promoted = candidate
         console.print(f"[green]passed:[/] {MODEL}@{ALIAS} -> {candidate}")
     target = line.registry.get_version(f"{MODEL}@{ALIAS}").number
-    deadline = time.monotonic() + ROLLOUT_SECONDS
-    while (served := _served(line)) is None or served.version != target:
-        if time.monotonic() > deadline:
-            raise LineFailed(f"{MODEL} did not roll over to version {target} in time")
-        time.sleep(1)
-    record.served_after = f"{MODEL}:{served.version}"
+    record.served_after = f"{MODEL}:{target}"
+    console.print(f"waiting for the rollover while {LOAD_CLIENTS} clients keep asking")
+    with Load(client, facts[0]["paraphrase"]) as load:
+        deadline = time.monotonic() + ROLLOUT_SECONDS
+        while load.answers[record.served_after] < AFTER_SWITCH:
+            served = _served(line)
+            if served is not None and served.rollout_error:
+                raise LineFailed(f"{MODEL} did not roll over: {served.rollout_error}")
+            if time.monotonic() > deadline:
+                raise LineFailed(f"{MODEL} did not roll over to version {target} in time")
+            time.sleep(0.5)
+    record.rollout_answers = dict(load.answers)
+    record.rollout_failures = load.failures
+    answered = ", ".join(f"{n} by {v}" for v, n in sorted(load.answers.items()))
+    console.print(f"during the rollout: {answered}; {len(load.failures)} failed")
     console.print(f"{MODEL} now serves {record.served_after}; asking again:")
     record.after = _ask(client, facts)
     _show(record.after)

@@ -95,6 +95,9 @@ def print_summary(line: Line, numbers: dict) -> None:
         f"{MODEL}@production); {numbers['served_right']}/{numbers['served_asked']} paraphrased "
         "questions answered right through the OpenAI SDK"
     )
+    answers = ", ".join(f"{n} by {v}" for v, n in sorted(release["rollout_answers"].items()))
+    failed = len(release["rollout_failures"])
+    console.print(f"requests during the rollout: {answers}; {failed} failed")
     steps = Table("step", "seconds", "reused")
     for s in numbers["steps"]:
         steps.add_row(s["title"], f"{s['seconds']:.0f}", "yes" if s["reused"] else "")
