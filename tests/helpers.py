@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from forgeline.common.processes import (
@@ -11,7 +12,14 @@ from forgeline.common.processes import (
     start_service,
 )
 
-__all__ = ["FORGELINE", "ServiceProcess", "free_port", "start_service", "wait_for"]
+__all__ = [
+    "FORGELINE",
+    "ServiceProcess",
+    "eventually",
+    "free_port",
+    "start_service",
+    "wait_for",
+]
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> None:
@@ -25,3 +33,16 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not reached in time")
         time.sleep(interval)
+
+
+async def eventually(predicate, timeout: float = 5.0) -> None:
+    """`wait_for` for coroutines: polls `predicate` without blocking the event loop.
+
+    Raises:
+        TimeoutError: it stayed false for `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached in time")
+        await asyncio.sleep(0.005)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from forgeline.inference.resolver import LocalModel, LocalResolver
 from forgeline.inference.sampling import SamplingParams
 from forgeline.inference.served import ServedState
 from forgeline.v1 import registry_pb2
+from tests.helpers import eventually
 from tests.inference.fakes import FakeEngineFactory
 
 WATCH = 0.01
@@ -67,14 +67,6 @@ class BlockingResolver(LocalResolver):
         self.entered.set()
         self.release.wait(10)
         return super().resolve_model_dir(ref)
-
-
-async def eventually(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 def state(core: InferenceCore, name: str = "base") -> ServedState | None:

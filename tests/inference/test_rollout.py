@@ -9,7 +9,6 @@ OpenAI SDK clients, is part of the production line's test (`tests/cli/test_demo.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from forgeline.inference.served import ServedModel, ServedState
 from forgeline.inference.service import create_server
 from forgeline.v1 import inference_pb2, registry_pb2
 from tests.conftest import serving
-from tests.helpers import wait_for
+from tests.helpers import eventually, wait_for
 from tests.inference.fakes import AliasResolver, FakeEngineFactory
 
 FOLLOW = 0.01
@@ -50,14 +49,6 @@ def factory() -> FakeEngineFactory:
 
 def make_core(registry, factory, **options) -> InferenceCore:
     return InferenceCore(registry, factory, follow_seconds=FOLLOW, watch_seconds=0.01, **options)
-
-
-async def eventually(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 def listed(core: InferenceCore, name: str = "law") -> ServedModel:
@@ -139,11 +130,7 @@ async def test_a_request_started_before_a_move_is_aborted_on_its_own_engine(regi
 async def test_requests_outlasting_the_drain_are_aborted_and_the_old_engine_stops(
     registry, factory
 ):
-    core = make_core(registry, factory, drain_seconds=0.05)
-    await core.load_model(ALIAS, follow=True)
-    old = factory.started[0]
-    slow = asyncio.create_task(answer(core, max_tokens=60))
-    await eventually(lambda: old.unfinished_requests() == 1)
+    core, old, slow = await followed_with_a_long_request(registry, factory, drain_seconds=0.05)
     registry.move("law", "production", 2)
     # It ends (ABORT, like an unload's abort), it does not fail.
     assert await slow == ("law:1", FinishReason.ABORT)
@@ -232,12 +219,19 @@ async def test_unloading_during_a_rollout_stops_both_engines(registry, factory):
     await core.close()
 
 
-async def test_unloading_while_the_old_engine_drains_stops_both(registry, factory):
-    core = make_core(registry, factory)
+async def followed_with_a_long_request(registry, factory, **options):
+    """A core serving `law` following its alias, with one long request running on its
+    engine: (core, that engine, the request's task)."""
+    core = make_core(registry, factory, **options)
     await core.load_model(ALIAS, follow=True)
     old = factory.started[0]
     slow = asyncio.create_task(answer(core, max_tokens=60))
     await eventually(lambda: old.unfinished_requests() == 1)
+    return core, old, slow
+
+
+async def test_unloading_while_the_old_engine_drains_stops_both(registry, factory):
+    core, old, slow = await followed_with_a_long_request(registry, factory)
     registry.move("law", "production", 2)
     await eventually(lambda: listed(core).version == 2)
     new = factory.started[1]
@@ -270,11 +264,7 @@ async def test_engine_failures_after_a_rollout(registry, factory):
 
 
 async def test_the_old_engine_dying_while_it_drains_fails_only_its_requests(registry, factory):
-    core = make_core(registry, factory)
-    await core.load_model(ALIAS, follow=True)
-    old = factory.started[0]
-    slow = asyncio.create_task(answer(core, max_tokens=60))
-    await eventually(lambda: old.unfinished_requests() == 1)
+    core, old, slow = await followed_with_a_long_request(registry, factory)
     registry.move("law", "production", 2)
     await eventually(lambda: listed(core).version == 2)
     old.dead = True
