@@ -99,8 +99,9 @@ def test_a_gptq_w4_version_is_served_by_vllm(line, tmp_path):
 
     quantizer, registry, reg = line
     method = quantizer_pb2.QUANTIZE_METHOD_GPTQ
-    # A short SignRound: the quality of the defaults is `bench/quantization.py`'s to measure.
-    final = run(quantizer, source=parse_ref(BASE_MODEL), method=method, bits=4, tuning_steps=5)
+    # CPU defaults (25 SignRound steps on 8 x 256 tokens); fewer steps raise SignRound's
+    # learning rate and spoil the rounding.
+    final = run(quantizer, source=parse_ref(BASE_MODEL), method=method, bits=4)
     version = registry.get_version(final.outputs[0])
     assert version.kind == registry_pb2.VERSION_KIND_QUANTIZED
     assert version.metadata["group_size"] == "64"  # 576-wide layers rule out 128
