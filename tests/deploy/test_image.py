@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import subprocess
 import tomllib
 from dataclasses import dataclass, field
 
@@ -169,3 +170,21 @@ def test_the_ray_node_extra_adds_the_dashboard_to_the_trainers_ray():
     (node,) = EXTRAS["ray-node"]
     assert node.startswith("ray[default,train]==")
     assert pinned(EXTRAS["ray-node"], "ray") == pinned(EXTRAS["train"], "ray")
+
+
+def test_login_shells_keep_the_venv_on_path(final, tmp_path):
+    # KubeRay runs `bash -lc "... ray start ..."`; Debian's /etc/profile resets PATH first.
+    venv = final.arguments("COPY")[0].split()[-1]
+    (script,) = re.findall(
+        r"echo '([^']*)' > /etc/profile\.d/\S+\.sh", " ".join(final.arguments("RUN"))
+    )
+    profile = tmp_path / "venv.sh"
+    profile.write_text(script + "\n")
+    reset = "/usr/local/bin:/usr/bin:/bin"
+    shown = subprocess.run(
+        ["sh", "-c", f'PATH={reset}; . "{profile}"; echo "$PATH"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert shown == f"{venv}/bin:{reset}"
