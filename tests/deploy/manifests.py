@@ -1,9 +1,9 @@
 """Reading and validating the deployment files under deploy/.
 
 Kubernetes objects are checked against the Kubernetes schemas `kubernetes-validate` ships
-(offline, strict: unknown fields are errors), the RayCluster against KubeRay's CRD schema
-vendored in `kuberay/`, and the compose file against the compose specification bundled with
-`check-jsonschema`.
+(offline, strict: unknown fields are errors), the RayCluster against the schema of KubeRay's
+fields in `raycluster_schema.py`, and the compose file against the compose specification
+bundled with `check-jsonschema`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import referencing
 import yaml
 from kubernetes_validate import utils as kv_utils
 
+from tests.deploy.raycluster_schema import RAYCLUSTER
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 COMPOSE = DEPLOY / "compose.yaml"
-KUBERAY_SCHEMA = Path(__file__).parent / "kuberay" / "raycluster-v1.schema.json"
 KUSTOMIZATION = "kustomization.yaml"
 
 # The oldest Kubernetes the manifests are meant for, and the newest the schemas know.
@@ -126,13 +127,13 @@ def _closed(schema: Any) -> Any:
 
 @functools.cache
 def _kuberay_schema() -> dict:
-    return _closed(json.loads(KUBERAY_SCHEMA.read_text()))
+    return _closed(RAYCLUSTER)
 
 
 def schema_errors(obj: Resource, version: str) -> list[str]:
     """What is wrong with a Kubernetes object, against the schemas of `version` (strict).
 
-    A RayCluster is checked against KubeRay's CRD schema, its pod templates against the
+    A RayCluster is checked against the schema of KubeRay's fields, its pod templates against the
     Kubernetes schemas of `version`.
 
     Raises:
