@@ -62,7 +62,7 @@ async def test_two_replicas_enforce_one_limit_together(redis_url):
             with pytest.raises(RateLimited) as err:
                 await replica.reserve(key, tokens=1)
             assert err.value.limit == "requests"
-            assert err.value.headers["Retry-After"] in {"19", "20"}
+            assert 15 <= int(err.value.headers["Retry-After"]) <= 20
         one.settle(first, 25)  # one replica refunds; the other sees it
         await one.drain()
         assert int((await two.headers(key))["x-ratelimit-remaining-tokens"]) >= 55
@@ -128,8 +128,9 @@ def test_replicas_answer_429_with_retry_after_for_the_shared_limit(inference, re
             refused = httpx.post(f"{url}/v1/completions", headers=auth, json=COMPLETION)
             assert refused.status_code == 429, refused.text
             assert assert_error_shape(refused)["code"] == "rate_limit_exceeded"
-            assert refused.headers["Retry-After"] in {"29", "30"}
-            assert 29_000 <= int(refused.headers["retry-after-ms"]) <= 30_000
+            # A request refills in 30 s; a few of them have passed since the first one.
+            assert 25 <= int(refused.headers["Retry-After"]) <= 30
+            assert 25_000 <= int(refused.headers["retry-after-ms"]) <= 30_000
 
 
 def test_redis_down_is_a_503_in_the_error_shape(inference, tmp_path, caplog):
