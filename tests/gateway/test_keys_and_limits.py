@@ -1,16 +1,24 @@
-"""API keys (hashed, constant-time, allow-lists) and token-bucket rate limits."""
+"""API keys (hashed, constant-time, allow-lists) and token-bucket rate limits.
+
+The limiter tests run on both backends, in this process and in a real Redis, which must
+decide alike.
+"""
 
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
 from forgeline.gateway.keys import ApiKey, KeyStore, digest, new_key, parse_entry
-from forgeline.gateway.limits import RateLimited, RateLimiter, TokenBucket
+from forgeline.gateway.limits import Limiter, RateLimited, RateLimiter, TokenBucket
+from forgeline.gateway.shared_limits import RedisLimiter
 
 
 class Clock:
+    """A test clock that moves only when told."""
+
     def __init__(self) -> None:
         self.now = 1000.0
 
@@ -96,87 +104,115 @@ def test_token_bucket_refills_continuously():
     assert bucket.level == -3 and bucket.wait_time() == pytest.approx(4.0)
 
 
-def test_requests_per_minute_limit_and_retry_after():
+@pytest.fixture(params=["process", "redis"])
+async def limiter(request):
+    """Makes limiters on a test clock (it starts at 1000 s): in this process, or in the
+    tests' Redis under a prefix of the test's own."""
+    made: list[Limiter] = []
+    prefix = f"test-{uuid.uuid4().hex}:"
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
+
+    def make(clock: Clock) -> Limiter:
+        made.append(RedisLimiter(url, clock, prefix) if url else RateLimiter(clock))
+        return made[-1]
+
+    yield make
+    for one in made:
+        await one.close()
+
+
+async def remaining(limiter: Limiter, key: ApiKey, limit: str) -> int:
+    """What the key's `limit` bucket holds now, as its header says."""
+    return int((await limiter.headers(key))[f"x-ratelimit-remaining-{limit}"])
+
+
+async def test_requests_per_minute_limit_and_retry_after(limiter):
     clock = Clock()
-    limiter = RateLimiter(clock)
+    limits = limiter(clock)
     key = ApiKey("k", digest("k"), requests_per_minute=2)
-    headers = limiter.admit(key)
+    headers = (await limits.reserve(key)).headers
     assert headers["x-ratelimit-limit-requests"] == "2"
     assert headers["x-ratelimit-remaining-requests"] == "1"
-    limiter.admit(key)
+    await limits.reserve(key)
     with pytest.raises(RateLimited) as err:
-        limiter.admit(key)
+        await limits.reserve(key)
     assert err.value.limit == "requests"
     assert err.value.retry_after == pytest.approx(30.0)
     assert err.value.headers["Retry-After"] == "30"
+    assert err.value.headers["x-ratelimit-remaining-requests"] == "0"
     clock.now += 30
-    limiter.admit(key)
+    await limits.reserve(key)
 
 
-def test_tokens_per_minute_are_charged_after_the_request():
+async def test_tokens_used_beyond_the_reservation_are_debt(limiter):
     clock = Clock()
-    limiter = RateLimiter(clock)
+    limits = limiter(clock)
     key = ApiKey("k", digest("k"), tokens_per_minute=60)
-    limiter.admit(key)
-    limiter.charge(key, 90)  # one large request goes into debt
+    limits.settle(await limits.reserve(key), 90)  # one large request goes into debt
+    await limits.drain()
     with pytest.raises(RateLimited) as err:
-        limiter.admit(key)
+        await limits.reserve(key)
     assert err.value.limit == "tokens"
     assert err.value.retry_after == pytest.approx(31.0)
     clock.now += 31
-    limiter.admit(key)
+    await limits.reserve(key)
     unlimited = ApiKey("u", digest("u"))
     for _ in range(100):
-        assert limiter.admit(unlimited) == {}
+        assert (await limits.reserve(unlimited)).headers == {}
 
 
-def test_reservations_are_settled_with_what_was_used():
+async def test_reservations_are_settled_with_what_was_used(limiter):
     clock = Clock()
-    limiter = RateLimiter(clock)
+    limits = limiter(clock)
     key = ApiKey("k", digest("k"), tokens_per_minute=100)
-    first = limiter.reserve(key, tokens=60)
+    first = await limits.reserve(key, tokens=60)
     assert first.headers["x-ratelimit-remaining-tokens"] == "40"
     # A concurrent request that would overdraw the key waits for the refill.
     with pytest.raises(RateLimited) as err:
-        limiter.reserve(key, tokens=50)
+        await limits.reserve(key, tokens=50)
     assert err.value.limit == "tokens" and err.value.retry_after == pytest.approx(6.0)
-    limiter.settle(first, 25)  # refunds the 35 it did not use
-    second = limiter.reserve(key, tokens=50)
-    limiter.settle(second, 70)  # used more than it reserved: charged the difference
-    assert limiter.headers(key)["x-ratelimit-remaining-tokens"] == "5"
+    limits.settle(first, 25)  # refunds the 35 it did not use
+    await limits.drain()
+    second = await limits.reserve(key, tokens=50)
+    limits.settle(second, 70)  # used more than it reserved: charged the difference
+    await limits.drain()
+    assert await remaining(limits, key, "tokens") == 5
 
 
-def test_an_unbounded_request_reserves_at_most_a_full_bucket():
+async def test_an_unbounded_request_reserves_at_most_a_full_bucket(limiter):
     clock = Clock()
-    limiter = RateLimiter(clock)
+    limits = limiter(clock)
     key = ApiKey("k", digest("k"), tokens_per_minute=100)
-    reservation = limiter.reserve(key, tokens=10_000, bounded=False)
+    reservation = await limits.reserve(key, tokens=10_000, bounded=False)
     assert reservation.tokens == 100
-    limiter.settle(reservation, 160)
+    limits.settle(reservation, 160)
+    await limits.drain()
     with pytest.raises(RateLimited) as err:
-        limiter.reserve(key, tokens=1)
+        await limits.reserve(key, tokens=1)
     assert err.value.retry_after == pytest.approx(61 / (100 / 60))  # a debt of 60, then 1
 
 
-def test_a_request_too_large_for_the_key_is_refused_without_a_wait():
-    limiter = RateLimiter(Clock())
+async def test_a_request_too_large_for_the_key_is_refused_without_a_wait(limiter):
+    limits = limiter(Clock())
     key = ApiKey("k", digest("k"), requests_per_minute=5, tokens_per_minute=100)
+    await limits.reserve(key, tokens=30)
     with pytest.raises(RateLimited) as err:
-        limiter.reserve(key, generations=6)
+        await limits.reserve(key, generations=6)
     assert err.value.limit == "requests" and "Request too large" in str(err.value)
     assert "Retry-After" not in err.value.headers
+    assert err.value.headers["x-ratelimit-remaining-tokens"] == "70"  # the key's state
     with pytest.raises(RateLimited) as err:
-        limiter.reserve(key, tokens=101)
-    assert err.value.limit == "tokens"
+        await limits.reserve(key, tokens=101)
+    assert err.value.limit == "tokens" and err.value.too_large
 
 
-def test_a_refused_reservation_takes_nothing():
-    limiter = RateLimiter(Clock())
+async def test_a_refused_reservation_takes_nothing(limiter):
+    limits = limiter(Clock())
     key = ApiKey("k", digest("k"), requests_per_minute=3, tokens_per_minute=100)
-    limiter.reserve(key, generations=2, tokens=10)
+    await limits.reserve(key, generations=2, tokens=10)
     with pytest.raises(RateLimited) as err:
-        limiter.reserve(key, generations=2, tokens=10)  # the tokens fit, the requests do not
+        await limits.reserve(key, generations=2, tokens=10)  # the tokens fit, the requests do not
     assert err.value.limit == "requests"
-    headers = limiter.headers(key)
+    headers = await limits.headers(key)
     assert headers["x-ratelimit-remaining-tokens"] == "90"
     assert headers["x-ratelimit-remaining-requests"] == "1"

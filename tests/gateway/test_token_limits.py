@@ -76,7 +76,8 @@ def engine(factory):
 def frozen_level(app) -> int:
     """Tokens left to the frozen key, with its limiter's clock stopped."""
     limiter: RateLimiter = app.state.gateway.access.limiter
-    return int(limiter.headers(KEYS.keys[0])["x-ratelimit-remaining-tokens"])
+    headers = asyncio.run(limiter.headers(KEYS.keys[0]))
+    return int(headers["x-ratelimit-remaining-tokens"])
 
 
 def freeze(app) -> None:

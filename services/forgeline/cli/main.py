@@ -73,17 +73,44 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [FORGELINE_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port; 0 picks one [FORGELINE_PORT].")] = None,
     home: Annotated[str | None, typer.Option(help="Data directory [FORGELINE_HOME].")] = None,
+    insecure_no_keys: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-keys",
+            help="gateway only: listen beyond loopback with no API keys, open to anyone who "
+            "can reach it [FORGELINE_GATEWAY_INSECURE_NO_KEYS].",
+        ),
+    ] = False,
 ) -> None:
     """Run one service in the foreground until SIGTERM or Ctrl-C."""
     from forgeline.common.logs import configure_logging
     from forgeline.common.server import serve as run_server
 
-    settings = Settings.load(service, host=host, port=port, home=home)
+    if insecure_no_keys and service is not ServiceName.GATEWAY:
+        raise typer.BadParameter(
+            "only `forgeline serve gateway` takes it", param_hint="--insecure-no-keys"
+        )
+    try:
+        settings = Settings.load(
+            service,
+            host=host,
+            port=port,
+            home=home,
+            gateway_insecure_no_keys=insecure_no_keys or None,
+        )
+    except ValueError as err:
+        err_console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     if service is ServiceName.GATEWAY:
-        from forgeline.gateway.server import run_gateway
+        from forgeline.gateway.server import run_gateway, startup_config
 
-        run_gateway(settings)
+        try:
+            config = startup_config(settings)
+        except ValueError as err:
+            err_console.print(f"[red]error:[/] {err}")
+            raise typer.Exit(2) from None
+        run_gateway(settings, config)
         return
     module = importlib.import_module(f"forgeline.{service.value}.service")
 

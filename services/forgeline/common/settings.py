@@ -134,6 +134,18 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("FORGELINE_GATEWAY_API_KEYS", "", "Comma-separated API keys the gateway accepts."),
     EnvVar("FORGELINE_GATEWAY_KEYS_FILE", "", "JSON file of hashed gateway keys with limits."),
     EnvVar("FORGELINE_GATEWAY_MAX_BODY_BYTES", "2097152", "Largest gateway request body."),
+    EnvVar(
+        "FORGELINE_GATEWAY_INSECURE_NO_KEYS",
+        "0",
+        "1: the gateway may listen beyond loopback with no API keys (open to anyone who can "
+        "reach it); without it, it refuses to start that way.",
+    ),
+    EnvVar(
+        "FORGELINE_GATEWAY_REDIS_URL",
+        "",
+        "Redis the gateway replicas keep their per-key rate limits in (redis://, rediss:// "
+        "or unix://); empty: each process keeps its own.",
+    ),
 )
 _KNOWN = {v.name for v in ENVIRONMENT}
 
@@ -189,6 +201,15 @@ def _int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = _env(name, "1" if default else "0").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
 
 
 def _float(name: str, default: float) -> float:
@@ -248,6 +269,8 @@ class Settings:
     gateway_api_keys: str = field(default="", repr=False)
     gateway_keys_file: str = ""
     gateway_max_body_bytes: int = 2 * 1024 * 1024
+    gateway_insecure_no_keys: bool = False
+    gateway_redis_url: str = field(default="", repr=False)
 
     @classmethod
     def load(cls, service: ServiceName | str, **overrides: object) -> Settings:
@@ -292,6 +315,8 @@ class Settings:
             gateway_api_keys=_env("FORGELINE_GATEWAY_API_KEYS"),
             gateway_keys_file=_env("FORGELINE_GATEWAY_KEYS_FILE"),
             gateway_max_body_bytes=_int("FORGELINE_GATEWAY_MAX_BODY_BYTES", 2 * 1024 * 1024),
+            gateway_insecure_no_keys=_bool("FORGELINE_GATEWAY_INSECURE_NO_KEYS", False),
+            gateway_redis_url=_env("FORGELINE_GATEWAY_REDIS_URL"),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if "home" in overrides:

@@ -156,12 +156,13 @@ class GenerationHandler:
         limit (measured first, which asks the inference service to tokenize its prompts).
 
         Raises:
-            ApiError: 429 over a limit; the inference service's refusal to tokenize.
+            ApiError: 429 over a limit, 503 when the limits cannot be checked; the
+                inference service's refusal to tokenize.
         """
         assert record.key is not None
         generations = sum(r.sampling.n or 1 for r in requests)
         if not record.key.tokens_per_minute:
-            return self.gateway.access.admit(record.key, body.model, generations)
+            return await self.gateway.access.admit(record.key, body.model, generations)
         await self.gateway.streams.acquire(len(requests))
         try:
             bound = await token_budget.estimate(self.gateway.client, requests)
@@ -170,7 +171,7 @@ class GenerationHandler:
         finally:
             self.gateway.streams.release(len(requests))
         record.prompt_estimates = bound.prompt_tokens
-        return self.gateway.access.admit(
+        return await self.gateway.access.admit(
             record.key, body.model, generations, bound.total, bound.bounded
         )
 

@@ -3,6 +3,8 @@
 `run_gateway(settings)` binds the socket itself, so that port 0 works and the bound port
 can be printed first thing (scripts and tests read it), then serves until SIGTERM/SIGINT
 and shuts down gracefully. TLS turns on with `FORGELINE_TLS_CERT` / `FORGELINE_TLS_KEY`.
+Its configuration is checked before anything binds (`startup_config`): a gateway with no
+API keys refuses to listen beyond loopback unless told `--insecure-no-keys`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from types import FrameType
 
 from forgeline.common.settings import Settings
 from forgeline.gateway.app import create_app
-from forgeline.gateway.config import GatewayConfig
+from forgeline.gateway.config import GatewayConfig, check_exposure
+from forgeline.gateway.shared_limits import redacted
 
 log = logging.getLogger(__name__)
 
@@ -90,27 +93,53 @@ def uvicorn_config(app, settings: Settings):
     )
 
 
-def run_gateway(settings: Settings) -> None:
-    """Serves the gateway until SIGTERM or SIGINT.
+def startup_config(settings: Settings) -> GatewayConfig:
+    """The gateway's config, once it is known that it may listen where `settings` say.
 
     Raises:
-        ValueError: the keys file is malformed.
-        OSError: the address cannot be bound.
+        ValueError: the keys file or the Redis URL is malformed, or there are no keys and
+            the host is not loopback without `--insecure-no-keys` (`OpenGatewayRefused`);
+            the message names what to change.
     """
     config = GatewayConfig.from_settings(settings)
+    if check_exposure(settings.host, config.keys, settings.gateway_insecure_no_keys):
+        log.warning(
+            "INSECURE: no API keys and listening on %s (--insecure-no-keys / "
+            "FORGELINE_GATEWAY_INSECURE_NO_KEYS): ANYONE WHO CAN REACH THIS ADDRESS CAN USE "
+            "EVERY SERVED MODEL. Configure FORGELINE_GATEWAY_KEYS_FILE or "
+            "FORGELINE_GATEWAY_API_KEYS to close it.",
+            settings.host,
+        )
+    elif not config.keys.enabled:
+        log.warning("no API keys configured: the gateway answers anyone who can reach it")
+    return config
+
+
+def run_gateway(settings: Settings, config: GatewayConfig | None = None) -> None:
+    """Serves the gateway until SIGTERM or SIGINT.
+
+    Args:
+        settings: The process's settings.
+        config: Its `startup_config`, when the caller already checked it.
+
+    Raises:
+        ValueError: the configuration is refused (see `startup_config`).
+        OSError: the address cannot be bound.
+    """
+    if config is None:
+        config = startup_config(settings)
     sock = bind(settings.host, settings.port)
     port = sock.getsockname()[1]
     print(f"gateway listening on {settings.host}:{port}", flush=True)
     log.info(
-        "gateway on %s:%d -> inference at %s (keys: %d, tls: %s)",
+        "gateway on %s:%d -> inference at %s (keys: %d, tls: %s, rate limits: %s)",
         settings.host,
         port,
         config.inference_address,
         len(config.keys.keys),
         settings.tls.enabled,
+        f"shared in Redis at {redacted(config.redis_url)}" if config.redis_url else "in process",
     )
-    if not config.keys.enabled:
-        log.warning("no API keys configured: the gateway is open to anyone who can reach it")
     server = _server_class()(uvicorn_config(create_app(config), settings))
     server.run(sockets=[sock])
     log.info("gateway stopped")

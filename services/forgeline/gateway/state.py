@@ -3,7 +3,8 @@
 The inference client connects on first use, inside the server's event loop (an asyncio
 channel belongs to the loop it was opened on). Calls to it share the connection's streams:
 model listings take one (shared by every caller, `catalog.ModelListing`), generations the
-rest (`capacity.StreamSlots`).
+rest (`capacity.StreamSlots`). Rate limits are kept in this process, or in Redis when the
+config names one (shared with the other replicas).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from forgeline.gateway.access import Access
 from forgeline.gateway.capacity import StreamSlots
 from forgeline.gateway.catalog import ModelListing
 from forgeline.gateway.config import GatewayConfig
+from forgeline.gateway.limits import Limiter, RateLimiter
 from forgeline.gateway.metrics import GatewayMetrics
+from forgeline.gateway.shared_limits import RedisLimiter
 
 
 class Gateway:
@@ -28,7 +31,7 @@ class Gateway:
         self.config = config
         self._client = client
         self.metrics = GatewayMetrics()
-        self.access = Access(config.keys, self.metrics)
+        self.access = Access(config.keys, self.metrics, limiter(config))
         self.models = ModelListing(lambda: self.client)
         # One stream stays for the model listing; generations (and their Tokenize calls)
         # share the others.
@@ -42,6 +45,15 @@ class Gateway:
         return self._client
 
     async def close(self) -> None:
-        """Closes the inference channel."""
-        if self._client is not None:
-            await self._client.close()
+        """Settles what is still being settled, then closes the inference channel and the
+        connections to Redis."""
+        try:
+            await self.access.limiter.close()
+        finally:
+            if self._client is not None:
+                await self._client.close()
+
+
+def limiter(config: GatewayConfig) -> Limiter:
+    """The rate limiter `config` asks for: shared through Redis, or in this process."""
+    return RedisLimiter(config.redis_url) if config.redis_url else RateLimiter()
