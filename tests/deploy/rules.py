@@ -197,6 +197,8 @@ def secrets(objects: list[Resource]) -> list[str]:
     problems = []
     for deployment in find(objects, "Deployment"):
         for where, container, spec in containers(deployment):
+            if served(container) is None:
+                continue  # not a Forgeline service (the gateway's Redis)
             token = env_value(container, "FORGELINE_TOKEN")
             if token is None or "secretKeyRef" not in token.get("valueFrom", {}):
                 problems.append(f"{where}: FORGELINE_TOKEN is not from a Secret")
@@ -381,6 +383,30 @@ def non_root(objects: list[Resource]) -> list[str]:
     return problems
 
 
+def shared_rate_limits(objects: list[Resource]) -> list[str]:
+    """Gateway replicas count rate limits together: FORGELINE_GATEWAY_REDIS_URL names a
+    Service that selects a Redis pod on that port."""
+    gateway = deployment_of(objects, ServiceName.GATEWAY)
+    if gateway is None or gateway["spec"].get("replicas", 1) <= 1:
+        return []
+    name = f"Deployment {gateway['metadata']['name']}"
+    _, container, _ = next(containers(gateway))
+    url = (env_value(container, "FORGELINE_GATEWAY_REDIS_URL") or {}).get("value", "")
+    if not url:
+        return [f"{name}: {gateway['spec']['replicas']} replicas count limits apart (no Redis)"]
+    where = urlsplit(url)
+    found = find(objects, "Service", where.hostname)
+    if not found or not any(p["port"] == (where.port or 6379) for p in found[0]["spec"]["ports"]):
+        return [f"{name}: FORGELINE_GATEWAY_REDIS_URL={url!r} names no Service port"]
+    redis = [
+        d
+        for d in find(objects, "Deployment")
+        if selects(found[0]["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])
+        and any(c["image"].startswith("redis") for _, c, _ in containers(d))
+    ]
+    return [] if redis else [f"{name}: Service {where.hostname} selects no Redis pod"]
+
+
 RULES: tuple[Rule, ...] = (
     services_deployed,
     resource_requests,
@@ -394,4 +420,5 @@ RULES: tuple[Rule, ...] = (
     train_storage,
     network_policy,
     non_root,
+    shared_rate_limits,
 )

@@ -207,6 +207,18 @@ BREAKAGES: list[tuple[Callable[[list[Resource]], None], Callable, str]] = [
         rules.non_root,
         "Deployment gateway: runAsNonRoot is not set",
     ),
+    (
+        lambda o: container(o, "gateway")["env"].remove(
+            env_value(container(o, "gateway"), "FORGELINE_GATEWAY_REDIS_URL")
+        ),
+        rules.shared_rate_limits,
+        "count limits apart (no Redis)",
+    ),
+    (
+        lambda o: the(o, "Service", "gateway-redis")["spec"].update(selector={"app": "x"}),
+        rules.shared_rate_limits,
+        "selects no Redis pod",
+    ),
 ]
 
 
