@@ -34,6 +34,7 @@ help:
 	@echo "make lint     ruff, buf lint, buf breaking (against the last release), Node client types"
 	@echo "make protos   regenerate Python stubs from protos/"
 	@echo "make release-protos  record protos/ as the released contracts (at each release)"
+	@echo "make node-deps       install the Node.js client's locked dependencies"
 
 install: $(STAMP)
 
