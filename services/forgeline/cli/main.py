@@ -47,6 +47,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def forgeline(
+    ctx: typer.Context,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -55,6 +56,23 @@ def forgeline(
     ] = None,
 ) -> None:
     """Forgeline: fine-tune, quantize, evaluate, version and serve LLMs."""
+    if ctx.invoked_subcommand != "serve":  # a service names its own traces
+        _trace_as("cli")
+
+
+def _trace_as(name: str) -> None:
+    """Exports this process's traces as `forgeline-<name>` when OTEL_* asks for it.
+
+    Raises:
+        typer.Exit: an OTEL_* variable is malformed.
+    """
+    from forgeline.common.tracing import configure_tracing
+
+    try:
+        configure_tracing(name)
+    except ValueError as err:
+        err_console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
 
 
 app.add_typer(models.app, name="models")
@@ -79,7 +97,8 @@ def serve(
     from forgeline.common.server import serve as run_server
 
     settings = Settings.load(service, host=host, port=port, home=home)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, service.value)
+    _trace_as(service.value)
     if service is ServiceName.GATEWAY:
         from forgeline.gateway.server import run_gateway
 

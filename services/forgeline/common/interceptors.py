@@ -44,12 +44,14 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: 
     await context.abort(st.code, st.details, st.trailing_metadata)
 
 
-async def _maybe_await(value: Any) -> Any:
+async def maybe_await(value: Any) -> Any:
+    """`value`, awaited when it is awaitable (handlers may be sync or async)."""
     return await value if inspect.isawaitable(value) else value
 
 
-async def _iterate(result: Any) -> AsyncIterator[Any]:
-    result = await _maybe_await(result)
+async def iterate_results(result: Any) -> AsyncIterator[Any]:
+    """The messages of a streaming handler's result, whether sync or async, iterator or not."""
+    result = await maybe_await(result)
     if hasattr(result, "__aiter__"):
         async for item in result:
             yield item
@@ -75,7 +77,7 @@ def _wrap_handler(
         async def streaming(request_or_iterator: Any, context: grpc.aio.ServicerContext):
             try:
                 await prologue(context)
-                async for item in _iterate(inner(request_or_iterator, context)):
+                async for item in iterate_results(inner(request_or_iterator, context)):
                     yield item
             except grpc.aio.AbortError:
                 raise
@@ -94,7 +96,7 @@ def _wrap_handler(
         async def unary(request_or_iterator: Any, context: grpc.aio.ServicerContext):
             try:
                 await prologue(context)
-                return await _maybe_await(inner(request_or_iterator, context))
+                return await maybe_await(inner(request_or_iterator, context))
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:

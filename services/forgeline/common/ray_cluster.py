@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from forgeline.common.tracing import launch_span, ray_task
+
 log = logging.getLogger(__name__)
 
 # Environment of every worker: quiet tokenizers. OpenMP keeps its default wait policy (spin
@@ -175,8 +177,10 @@ class RayCluster:
             options["num_gpus"] = resources["GPU"]
         if resources.get("memory"):
             options["memory"] = resources["memory"]
-        task = ray.remote(fn).options(**options)
-        return TaskHandle(task.remote(*args, sink), sink)
+        name = getattr(fn, "__name__", "task")
+        with launch_span(f"ray submit {name}", **{"ray.resources": str(dict(resources))}):
+            task = ray.remote(ray_task(fn, f"ray task {name}")).options(**options)
+            return TaskHandle(task.remote(*args, sink), sink)
 
     def shutdown(self) -> None:
         """Stops the local Ray this connection started (a joined cluster is left alone)."""
