@@ -69,10 +69,10 @@ class ForgelineServer:
         Raises:
             RuntimeError: the metrics endpoint could not be bound.
         """
+        if self.metrics_endpoint is not None:  # first: a port taken leaves nothing running
+            await self.metrics_endpoint.start()
         for hook in self.on_start:
             await hook()
-        if self.metrics_endpoint is not None:
-            await self.metrics_endpoint.start()
         await self.server.start()
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
