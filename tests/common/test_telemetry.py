@@ -239,8 +239,9 @@ def test_tracing_stays_off_unless_an_exporter_is_asked_for(monkeypatch):
     from forgeline.common import tracing
 
     for env in ({}, {"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}):
-        monkeypatch.setattr(tracing, "_done", False)
         assert tracing._exporter_name(env) == "none"
+        monkeypatch.setattr(tracing, "_done", False)
+        assert not configure_tracing("registry", env)
     assert tracing._exporter_name({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://x"}) == "otlp"
     assert tracing._exporter_name(
         {"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"}

@@ -56,12 +56,22 @@ def forgeline(
     ] = None,
 ) -> None:
     """Forgeline: fine-tune, quantize, evaluate, version and serve LLMs."""
-    if ctx.invoked_subcommand != "serve":  # a service names its own traces
-        _trace_as("cli")
+    # A service names its own traces; a command's calls are children of one span.
+    if ctx.invoked_subcommand != "serve" and _trace_as("cli"):
+        from opentelemetry import context, trace
+
+        from forgeline.common.tracing import tracer
+
+        span = tracer.start_span(f"forgeline {ctx.invoked_subcommand}")
+        context.attach(trace.set_span_in_context(span))
+        ctx.call_on_close(span.end)
 
 
-def _trace_as(name: str) -> None:
+def _trace_as(name: str) -> bool:
     """Exports this process's traces as `forgeline-<name>` when OTEL_* asks for it.
+
+    Returns:
+        Whether traces are exported.
 
     Raises:
         typer.Exit: an OTEL_* variable is malformed.
@@ -69,7 +79,7 @@ def _trace_as(name: str) -> None:
     from forgeline.common.tracing import configure_tracing
 
     try:
-        configure_tracing(name)
+        return configure_tracing(name)
     except ValueError as err:
         err_console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None

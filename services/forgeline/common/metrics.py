@@ -152,7 +152,6 @@ class MetricsEndpoint:
         method, target = parts[0], parts[1].split("?", 1)[0]
         if target not in ("/metrics", "/"):
             return "404 Not Found", b"see /metrics\n", "text/plain"
-        if method not in ("GET", "HEAD"):
+        if method != "GET":
             return "405 Method Not Allowed", b"GET /metrics\n", "text/plain"
-        body = self.metrics.render()
-        return "200 OK", b"" if method == "HEAD" else body, CONTENT_TYPE_LATEST
+        return "200 OK", self.metrics.render(), CONTENT_TYPE_LATEST

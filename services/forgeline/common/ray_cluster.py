@@ -3,7 +3,8 @@
 A job service joins the cluster at `FORGELINE_RAY_ADDRESS`, or starts a local Ray once
 (lazily, on first use). Work runs as Ray tasks with the resources a job asks for; a task
 reports progress through an `EventSink` actor that the service drains, and is stopped by
-cancelling it (which kills its worker process).
+cancelling it (which kills its worker process). Submitting is a span of the job's trace,
+and the task runs in a span continuing it on its worker (`forgeline.common.tracing`).
 
 A joined cluster runs the service's code in processes its own nodes start, so every node
 needs `forgeline` importable (installed, or on the `PYTHONPATH` its `ray start` ran with);

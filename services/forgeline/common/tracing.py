@@ -16,6 +16,7 @@ The helpers carry a trace across what gRPC metadata does not: into a job that ru
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -33,6 +34,8 @@ T = TypeVar("T")
 tracer = trace.get_tracer("forgeline")
 
 EXPORTERS = ("otlp", "console", "none")
+# How long a Ray task waits at its end for its spans to be sent (a collector may be down).
+FLUSH_MILLIS = 5000
 PROTOCOLS = ("http/protobuf", "grpc")
 _configured = threading.Lock()
 _done = False
@@ -200,19 +203,28 @@ def ray_task(fn: Callable[..., T], name: str) -> Callable[..., T]:
         return fn
 
     def traced(*args: Any, **kwargs: Any) -> T:
-        configure_tracing("ray-worker")
-        with tracer.start_as_current_span(name, context=extract(carrier)):
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                flush = getattr(trace.get_tracer_provider(), "force_flush", None)
-                if flush is not None:
-                    flush()
+        # Imported on the worker: the closure carries only `fn`, the carrier and the name.
+        from forgeline.common.tracing import run_in_span
+
+        return run_in_span(carrier, name, functools.partial(fn, **kwargs), *args)
 
     # Ray names tasks after the function; the qualified name stays this module's, so that
     # the wrapper (not `fn`) is what gets pickled.
     traced.__name__ = getattr(fn, "__name__", name)
     return traced
+
+
+def run_in_span(carrier: Mapping[str, str], name: str, fn: Callable[..., T], *args: Any) -> T:
+    """Runs `fn(*args)` on a Ray worker in a span continuing `carrier`'s trace; the span is
+    flushed before returning (the worker may be ended right after)."""
+    configure_tracing("ray-worker")
+    with tracer.start_as_current_span(name, context=extract(carrier)):
+        try:
+            return fn(*args)
+        finally:
+            flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+            if flush is not None:
+                flush(FLUSH_MILLIS)
 
 
 def launch_span(name: str, **attributes: Any) -> Any:
