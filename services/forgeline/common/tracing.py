@@ -162,15 +162,22 @@ def end_span(span: Span, error: BaseException | None = None, status: str = "") -
     span.end()
 
 
-async def traced_events(
+def traced_events(
     events: AsyncIterator[T], name: str, attributes: Mapping[str, Any]
 ) -> AsyncIterator[T]:
-    """Yields `events` inside an INTERNAL span named `name`, a child of the current one.
+    """`events`, yielded inside an INTERNAL span named `name` (a child of the current one)
+    that starts now; `events` itself when no span records, so untraced streams pay nothing.
 
-    The span records when the first event arrived and how many came; closing this iterator
-    closes `events`.
+    The span records when the first event arrived and how many came; closing the returned
+    iterator closes `events`.
     """
     span = tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=dict(attributes))
+    if not span.is_recording():
+        return events
+    return _in_span(events, span)
+
+
+async def _in_span(events: AsyncIterator[T], span: Span) -> AsyncIterator[T]:
     count = 0
     try:
         async with aclosing(events):  # type: ignore[type-var]
