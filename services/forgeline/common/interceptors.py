@@ -60,6 +60,43 @@ async def iterate_results(result: Any) -> AsyncIterator[Any]:
             yield item
 
 
+Behaviour = Callable[[Any, grpc.aio.ServicerContext], Any]
+
+
+def rewrap(
+    handler: grpc.RpcMethodHandler,
+    unary: Callable[[Behaviour], Behaviour],
+    streaming: Callable[[Behaviour], Behaviour],
+) -> grpc.RpcMethodHandler:
+    """`handler` with its behaviour replaced by `streaming(behaviour)` for methods that
+    stream responses, else `unary(behaviour)`; its (de)serializers are kept.
+
+    `unary` wraps a behaviour returning a response (or an awaitable of one), `streaming`
+    one returning responses to iterate (see `iterate_results`).
+    """
+    if handler.response_streaming:
+        inner = handler.stream_stream if handler.request_streaming else handler.unary_stream
+        factory = (
+            grpc.stream_stream_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_stream_rpc_method_handler
+        )
+        behaviour = streaming(inner)
+    else:
+        inner = handler.stream_unary if handler.request_streaming else handler.unary_unary
+        factory = (
+            grpc.stream_unary_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        behaviour = unary(inner)
+    return factory(
+        behaviour,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 def _wrap_handler(
     handler: grpc.RpcMethodHandler,
     method: str,
@@ -71,10 +108,8 @@ def _wrap_handler(
         if before is not None:
             await before(context)
 
-    if handler.response_streaming:
-        inner = handler.stream_stream if handler.request_streaming else handler.unary_stream
-
-        async def streaming(request_or_iterator: Any, context: grpc.aio.ServicerContext):
+    def streaming(inner: Behaviour) -> Behaviour:
+        async def behaviour(request_or_iterator: Any, context: grpc.aio.ServicerContext):
             try:
                 await prologue(context)
                 async for item in iterate_results(inner(request_or_iterator, context)):
@@ -84,16 +119,10 @@ def _wrap_handler(
             except Exception as exc:
                 await _abort(context, exc, method)
 
-        factory = (
-            grpc.stream_stream_rpc_method_handler
-            if handler.request_streaming
-            else grpc.unary_stream_rpc_method_handler
-        )
-        behaviour = streaming
-    else:
-        inner = handler.stream_unary if handler.request_streaming else handler.unary_unary
+        return behaviour
 
-        async def unary(request_or_iterator: Any, context: grpc.aio.ServicerContext):
+    def unary(inner: Behaviour) -> Behaviour:
+        async def behaviour(request_or_iterator: Any, context: grpc.aio.ServicerContext):
             try:
                 await prologue(context)
                 return await maybe_await(inner(request_or_iterator, context))
@@ -102,17 +131,9 @@ def _wrap_handler(
             except Exception as exc:
                 await _abort(context, exc, method)
 
-        factory = (
-            grpc.stream_unary_rpc_method_handler
-            if handler.request_streaming
-            else grpc.unary_unary_rpc_method_handler
-        )
-        behaviour = unary
-    return factory(
-        behaviour,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+        return behaviour
+
+    return rewrap(handler, unary, streaming)
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):

@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind
 from forgeline.client import telemetry
 from forgeline.client.telemetry import REQUEST_ID_KEY, split_method
 from forgeline.common import logs
-from forgeline.common.interceptors import iterate_results, maybe_await
+from forgeline.common.interceptors import Behaviour, iterate_results, maybe_await, rewrap
 from forgeline.common.metrics import ServiceMetrics
 from forgeline.common.tracing import end_span, extract, tracer
 
@@ -100,10 +100,8 @@ def _code(context: grpc.aio.ServicerContext, error: BaseException | None) -> grp
 
 
 def _wrap(handler: grpc.RpcMethodHandler, start: Callable[[], _Call]) -> grpc.RpcMethodHandler:
-    if handler.response_streaming:
-        inner = handler.stream_stream if handler.request_streaming else handler.unary_stream
-
-        async def streaming(request_or_iterator: Any, context: grpc.aio.ServicerContext):
+    def streaming(inner: Behaviour) -> Behaviour:
+        async def behaviour(request_or_iterator: Any, context: grpc.aio.ServicerContext):
             call = start()
             error: BaseException | None = None
             try:
@@ -115,16 +113,10 @@ def _wrap(handler: grpc.RpcMethodHandler, start: Callable[[], _Call]) -> grpc.Rp
             finally:
                 call.end(context, error)
 
-        behaviour: Callable = streaming
-        factory = (
-            grpc.stream_stream_rpc_method_handler
-            if handler.request_streaming
-            else grpc.unary_stream_rpc_method_handler
-        )
-    else:
-        inner = handler.stream_unary if handler.request_streaming else handler.unary_unary
+        return behaviour
 
-        async def unary(request_or_iterator: Any, context: grpc.aio.ServicerContext):
+    def unary(inner: Behaviour) -> Behaviour:
+        async def behaviour(request_or_iterator: Any, context: grpc.aio.ServicerContext):
             call = start()
             error: BaseException | None = None
             try:
@@ -135,17 +127,9 @@ def _wrap(handler: grpc.RpcMethodHandler, start: Callable[[], _Call]) -> grpc.Rp
             finally:
                 call.end(context, error)
 
-        behaviour = unary
-        factory = (
-            grpc.stream_unary_rpc_method_handler
-            if handler.request_streaming
-            else grpc.unary_unary_rpc_method_handler
-        )
-    return factory(
-        behaviour,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+        return behaviour
+
+    return rewrap(handler, unary, streaming)
 
 
 class TelemetryInterceptor(grpc.aio.ServerInterceptor):
