@@ -210,12 +210,13 @@ async def serve(server: ForgelineServer, settings: Settings) -> None:
         print(f"{settings.service.value} metrics on {settings.host}:{server.metrics_port}")
     print(f"{settings.service.value} listening on {settings.host}:{server.port}", flush=True)
     log.info(
-        "%s listening on %s:%d (tls=%s, auth=%s)",
+        "%s listening on %s:%d (tls=%s, auth=%s, metrics port %s)",
         settings.service.value,
         settings.host,
         server.port,
         settings.tls.enabled,
         bool(settings.token),
+        server.metrics_port or "off",
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
