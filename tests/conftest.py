@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -132,3 +133,88 @@ def registry_client(registry_server: ServerThread) -> Iterator[RegistryClient]:
     """A client of `registry_server` that does not retry."""
     with RegistryClient(registry_server.address, ChannelOptions(retries=False)) as client:
         yield client
+
+
+class SpanRecorder:
+    """Keeps the spans ended while armed (the tracer provider lives for the whole session)."""
+
+    def __init__(self) -> None:
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.exporter = InMemorySpanExporter()
+        self.armed = False
+
+    def spans(self) -> list:
+        """The finished spans recorded so far, oldest first."""
+        return list(self.exporter.get_finished_spans())
+
+    def named(self, name: str, kind=None):
+        """The one recorded span called `name` (of `kind`, a `SpanKind`, when given)."""
+        found = [s for s in self.spans() if s.name == name and kind in (None, s.kind)]
+        assert len(found) == 1, (name, [s.name for s in self.spans()])
+        return found[0]
+
+
+@pytest.fixture(scope="session")
+def _span_recorder() -> SpanRecorder:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    recorder = SpanRecorder()
+
+    class WhileArmed(SimpleSpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            if recorder.armed:
+                super().on_end(span)
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(WhileArmed(recorder.exporter))
+    return recorder
+
+
+@pytest.fixture
+def spans(_span_recorder: SpanRecorder) -> Iterator[SpanRecorder]:
+    """Records the spans this process ends during the test (an SDK tracer provider is
+    installed for the rest of the session; outside such tests nothing is kept)."""
+    _span_recorder.exporter.clear()
+    _span_recorder.armed = True
+    yield _span_recorder
+    _span_recorder.armed = False
+    _span_recorder.exporter.clear()
+
+
+class LogLines(logging.Handler):
+    """Formats every record at once (in the context it was logged in) as a JSON line."""
+
+    def __init__(self) -> None:
+        from forgeline.common.logs import JsonFormatter
+
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import json
+
+        self.lines.append(json.loads(self.format(record)))
+
+    def matching(self, **fields) -> list[dict]:
+        """The lines holding every field given with that value."""
+        return [line for line in self.lines if all(line.get(k) == v for k, v in fields.items())]
+
+
+@pytest.fixture
+def json_logs() -> Iterator[LogLines]:
+    """Every log line of the test, rendered by the JSON formatter when it was logged."""
+    handler = LogLines()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield handler
+    root.removeHandler(handler)
+    root.setLevel(level)

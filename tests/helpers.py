@@ -17,6 +17,7 @@ __all__ = [
     "ServiceProcess",
     "eventually",
     "free_port",
+    "scrape",
     "start_service",
     "wait_for",
 ]
@@ -46,3 +47,21 @@ async def eventually(predicate, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not reached in time")
         await asyncio.sleep(0.005)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The samples of a Prometheus endpoint on 127.0.0.1:`port`, by `name{labels}`.
+
+    Labels appear sorted, as prometheus_client writes them:
+    `forgeline_rpc_handled_total{code="OK",method="GetModel",service="..."}`.
+    """
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples

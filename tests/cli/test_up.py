@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from forgeline.common.settings import ServiceName
-from tests.helpers import FORGELINE, wait_for
+from tests.helpers import FORGELINE, scrape, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +63,12 @@ def test_up_restarts_a_killed_service_and_down_stops_everything(env):
         assert all(p["health"] == "SERVING" for p in processes.values()), processes
         addresses = {p["address"] for p in processes.values()}
         assert len(addresses) == len(processes) and all(":0" not in a for a in addresses)
+        # Each gRPC service serves metrics on a port of its own.
+        metrics = {p["metrics"] for n, p in processes.items() if n not in ("ray", "gateway")}
+        assert len(metrics) == 5 and "" not in metrics and not metrics & addresses
+        samples = scrape(int(processes["registry"]["metrics"].rsplit(":", 1)[1]))
+        health = 'method="Check",service="grpc.health.v1.Health"'
+        assert samples[f'forgeline_rpc_handled_total{{code="OK",{health}}}'] >= 1
         # The config file reached the services (the environment did not hold it).
         trainer_log = Path(processes["trainer"]["log"]).read_text()
         assert "DEBUG" in trainer_log

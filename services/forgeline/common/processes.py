@@ -2,7 +2,8 @@
 
 A service runs as `python -m forgeline.cli serve SERVICE --port PORT` with its output in a
 log file (never a pipe: vLLM logs a lot, and a full pipe would stall it). It is ready when
-it prints `<service> listening on <host>:<port>`, which it does only once it answers.
+it prints `<service> listening on <host>:<port>`, which it does only once it answers; a
+gRPC service says where its metrics are just before (`<service> metrics on <host>:<port>`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def free_port() -> int:
 
 @dataclass
 class ServiceProcess:
-    """A `forgeline serve` process and its log file; `port` is known once it listens.
+    """A `forgeline serve` process and its log file; `port` (and `metrics_port`, 0 when it
+    serves no metrics) is known once it listens.
 
     `offset` is where this process's output starts in the log (a restarted service appends
     to the log of the one before).
@@ -41,6 +43,7 @@ class ServiceProcess:
     log: Path
     port: int = 0
     offset: int = 0
+    metrics_port: int = 0
 
     @property
     def address(self) -> str:
@@ -55,9 +58,12 @@ class ServiceProcess:
 
     def listening(self) -> bool:
         """Whether it has announced its port yet (and records the port when it has)."""
-        match = re.search(rf"{re.escape(self.service)} listening on \S+:(\d+)", self.output())
+        output = self.output()
+        match = re.search(rf"{re.escape(self.service)} listening on \S+:(\d+)", output)
         if match:
             self.port = int(match[1])
+            metrics = re.search(rf"{re.escape(self.service)} metrics on \S+:(\d+)", output)
+            self.metrics_port = int(metrics[1]) if metrics else 0
         return match is not None
 
     def wait_listening(self, timeout: float = 300) -> ServiceProcess:
@@ -99,7 +105,12 @@ class ServiceProcess:
 
 
 def launch_service(
-    service: str, env: dict[str, str], log: Path | None = None, *, port: int = 0
+    service: str,
+    env: dict[str, str],
+    log: Path | None = None,
+    *,
+    port: int = 0,
+    metrics_port: str | None = None,
 ) -> ServiceProcess:
     """Starts `forgeline serve SERVICE` without waiting for it (see `wait_listening`).
 
@@ -108,7 +119,11 @@ def launch_service(
         env: Its whole environment (`FORGELINE_*` settings included).
         log: Where its output goes (appended); a new temporary file when None.
         port: Port to bind; 0 lets it pick one and announce it.
+        metrics_port: FORGELINE_METRICS_PORT for this process (a port, 0, or 'off'); None
+            leaves `env`'s.
     """
+    if metrics_port is not None:
+        env = {**env, "FORGELINE_METRICS_PORT": metrics_port}
     if log is None:
         fd, name = tempfile.mkstemp(prefix=f"forgeline-{service}-", suffix=".log")
         os.close(fd)

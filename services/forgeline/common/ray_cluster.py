@@ -3,7 +3,8 @@
 A job service joins the cluster at `FORGELINE_RAY_ADDRESS`, or starts a local Ray once
 (lazily, on first use). Work runs as Ray tasks with the resources a job asks for; a task
 reports progress through an `EventSink` actor that the service drains, and is stopped by
-cancelling it (which kills its worker process).
+cancelling it (which kills its worker process). Submitting is a span of the job's trace,
+and the task runs in a span continuing it on its worker (`forgeline.common.tracing`).
 
 A joined cluster runs the service's code in processes its own nodes start, so every node
 needs `forgeline` importable (installed, or on the `PYTHONPATH` its `ray start` ran with);
@@ -20,6 +21,8 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from forgeline.common.tracing import launch_span, ray_task
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +178,10 @@ class RayCluster:
             options["num_gpus"] = resources["GPU"]
         if resources.get("memory"):
             options["memory"] = resources["memory"]
-        task = ray.remote(fn).options(**options)
-        return TaskHandle(task.remote(*args, sink), sink)
+        name = getattr(fn, "__name__", "task")
+        with launch_span(f"ray submit {name}", **{"ray.resources": str(dict(resources))}):
+            task = ray.remote(ray_task(fn, f"ray task {name}")).options(**options)
+            return TaskHandle(task.remote(*args, sink), sink)
 
     def shutdown(self) -> None:
         """Stops the local Ray this connection started (a joined cluster is left alone)."""

@@ -1,8 +1,9 @@
 """gRPC server scaffolding shared by every service.
 
 `build_server` assembles a `grpc.aio` server with the standard health service, server
-reflection, the error and auth interceptors and optional TLS, and binds it. Each service
-exposes `create_server(settings) -> (server, port)` on top of it; `serve` runs one until
+reflection, the telemetry, auth and error interceptors and optional TLS, and binds it; the
+server's Prometheus endpoint starts and stops with it. Each service exposes
+`create_server(settings) -> (server, port)` on top of it; `serve` runs one until
 SIGTERM/SIGINT and shuts it down gracefully.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import functools
 import logging
 import signal
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from forgeline.common.interceptors import BearerAuthInterceptor, ErrorInterceptor
+from forgeline.common.metrics import MetricsEndpoint, ServiceMetrics
+from forgeline.common.rpc_telemetry import TelemetryInterceptor
 from forgeline.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,19 +41,36 @@ class Service:
 
 @dataclass
 class ForgelineServer:
-    """A bound, not yet started server plus the hooks that run around its life."""
+    """A bound, not yet started server plus the hooks that run around its life.
+
+    `metrics` holds the server's Prometheus metrics; `metrics_endpoint` serves them (None
+    when FORGELINE_METRICS_PORT is off), on `metrics_port` once started.
+    """
 
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
     service_names: list[str]
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
+    metrics_endpoint: MetricsEndpoint | None = None
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # The service's core objects by name (e.g. "jobs": the JobManager), for tests and tools.
     components: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The port of the metrics endpoint once started; None when there is none."""
+        return self.metrics_endpoint.port if self.metrics_endpoint else None
+
     async def start(self) -> None:
-        """Runs start hooks, starts serving, marks every service SERVING."""
+        """Runs start hooks, starts serving (metrics too), marks every service SERVING.
+
+        Raises:
+            RuntimeError: the metrics endpoint could not be bound.
+        """
+        if self.metrics_endpoint is not None:  # first: a port taken leaves nothing running
+            await self.metrics_endpoint.start()
         for hook in self.on_start:
             await hook()
         await self.server.start()
@@ -60,6 +81,8 @@ class ForgelineServer:
         """Marks NOT_SERVING, lets in-flight calls finish for `grace` seconds, runs stop hooks."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.stop()
         for hook in reversed(self.on_stop):
             await hook()
 
@@ -72,18 +95,43 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([(key, cert)])
 
 
-def build_server(settings: Settings, services: Sequence[Service]) -> ForgelineServer:
+def _metrics_endpoint(settings: Settings, metrics: ServiceMetrics) -> MetricsEndpoint | None:
+    port = settings.metrics_listen_port
+    if port is None:
+        return None
+    context = None
+    if settings.tls.enabled:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(settings.tls.cert_file, settings.tls.key_file)
+    return MetricsEndpoint(metrics, settings.host, port, context)
+
+
+def build_server(
+    settings: Settings, services: Sequence[Service], metrics: ServiceMetrics | None = None
+) -> ForgelineServer:
     """Creates and binds a server hosting `services` plus health and reflection.
 
     Binds `settings.host:settings.port`; port 0 picks a free one (returned in `.port`).
+    The metrics endpoint binds when the server starts (`.metrics_port`).
+
+    Args:
+        settings: The service's settings.
+        services: What to host.
+        metrics: The server's metrics, when the service registered its own in them first.
 
     Raises:
         RuntimeError: the address could not be bound.
+        ValueError: the metrics port setting is out of range.
     """
-    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
+    metrics = metrics or ServiceMetrics()
+    # Telemetry is outermost, so it sees every call as the caller does; auth runs next so
+    # an unauthenticated caller reaches no servicer code.
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        TelemetryInterceptor(metrics, settings.service.value)
+    ]
     if settings.token:
-        # Auth runs first so an unauthenticated caller reaches no servicer code.
-        interceptors.insert(0, BearerAuthInterceptor(settings.token))
+        interceptors.append(BearerAuthInterceptor(settings.token))
+    interceptors.append(ErrorInterceptor())
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -122,7 +170,9 @@ def build_server(settings: Settings, services: Sequence[Service]) -> ForgelineSe
         port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
-    return ForgelineServer(server, port, health_servicer, names)
+    return ForgelineServer(
+        server, port, health_servicer, names, metrics, _metrics_endpoint(settings, metrics)
+    )
 
 
 class Offloaded:
@@ -152,17 +202,21 @@ async def serve(server: ForgelineServer, settings: Settings) -> None:
     """Starts `server` and blocks until SIGTERM or SIGINT, then shuts down gracefully.
 
     Once the server answers calls, one line `<service> listening on <host>:<port>` goes to
-    standard output, so scripts that start a service on port 0 can read where it is.
+    standard output, so scripts that start a service on port 0 can read where it is; a
+    line `<service> metrics on <host>:<port>` comes first when metrics are served.
     """
     await server.start()
+    if server.metrics_port is not None:
+        print(f"{settings.service.value} metrics on {settings.host}:{server.metrics_port}")
     print(f"{settings.service.value} listening on {settings.host}:{server.port}", flush=True)
     log.info(
-        "%s listening on %s:%d (tls=%s, auth=%s)",
+        "%s listening on %s:%d (tls=%s, auth=%s, metrics port %s)",
         settings.service.value,
         settings.host,
         server.port,
         settings.tls.enabled,
         bool(settings.token),
+        server.metrics_port or "off",
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

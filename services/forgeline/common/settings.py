@@ -50,6 +50,10 @@ DEFAULT_PORTS: dict[ServiceName, int] = {
     ServiceName.GATEWAY: 8000,
 }
 
+# A gRPC service serves Prometheus metrics on its gRPC port plus this, unless told otherwise.
+METRICS_PORT_OFFSET = 1000
+METRICS_OFF = "off"
+
 
 @dataclass(frozen=True)
 class EnvVar:
@@ -72,6 +76,12 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("FORGELINE_HOST", "127.0.0.1", "Address services bind to ('[::]' for all)."),
     EnvVar(
         "FORGELINE_PORT", "per service: 50051..50055, gateway 8000", "Port to bind; 0 picks one."
+    ),
+    EnvVar(
+        "FORGELINE_METRICS_PORT",
+        "gRPC port + 1000 (51051..51055); a free one when the gRPC port is 0",
+        "Port of a gRPC service's Prometheus /metrics (the gateway serves /metrics on its own "
+        "port); 0 picks a free one, 'off' serves none.",
     ),
     EnvVar("FORGELINE_TOKEN", "", "Bearer token services require and send; empty turns auth off."),
     EnvVar("FORGELINE_TLS_CERT", "", "PEM certificate chain; with FORGELINE_TLS_KEY turns TLS on."),
@@ -220,6 +230,22 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _metrics_port() -> int | str | None:
+    """FORGELINE_METRICS_PORT: None when unset, METRICS_OFF, or a port.
+
+    Raises:
+        ValueError: it is neither 'off' nor a port number.
+    """
+    raw = _env("FORGELINE_METRICS_PORT").strip()
+    if not raw:
+        return None
+    if raw.lower() == METRICS_OFF:
+        return METRICS_OFF
+    if not raw.isdigit() or int(raw) > 65535:
+        raise ValueError(f"FORGELINE_METRICS_PORT must be a port (0..65535) or 'off', got {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class TlsSettings:
     """TLS material; a server turns TLS on when cert and key are both set."""
@@ -245,6 +271,9 @@ class Settings:
     service: ServiceName
     host: str = "127.0.0.1"
     port: int = 0
+    # None: the gRPC port + METRICS_PORT_OFFSET (see `metrics_listen_port`).
+    metrics_port: int | None = None
+    metrics: bool = True
     home: Path = field(default_factory=home_dir)
     token: str = field(default="", repr=False)
     tls: TlsSettings = TlsSettings()
@@ -281,10 +310,13 @@ class Settings:
         """
         service = ServiceName(service)
         env_port = _env("FORGELINE_PORT")
+        metrics_port = _metrics_port()
         settings = cls(
             service=service,
             host=_env("FORGELINE_HOST", "127.0.0.1"),
             port=int(env_port) if env_port else DEFAULT_PORTS[service],
+            metrics_port=metrics_port if metrics_port != METRICS_OFF else None,
+            metrics=metrics_port != METRICS_OFF,
             home=home_dir(),
             token=_env("FORGELINE_TOKEN"),
             tls=TlsSettings(
@@ -324,6 +356,27 @@ class Settings:
         if "addresses" in overrides:  # addresses given override those of the environment
             overrides["addresses"] = {**settings.addresses, **overrides["addresses"]}
         return dataclasses.replace(settings, **overrides)
+
+    @property
+    def metrics_listen_port(self) -> int | None:
+        """Port of the Prometheus /metrics endpoint: None when off, 0 for a free one.
+
+        Raises:
+            ValueError: the port derived from the gRPC port is beyond 65535.
+        """
+        if not self.metrics:
+            return None
+        if self.metrics_port is not None:
+            return self.metrics_port
+        if not self.port:
+            return 0
+        port = self.port + METRICS_PORT_OFFSET
+        if port > 65535:
+            raise ValueError(
+                f"the metrics port would be {port} (gRPC port {self.port} + "
+                f"{METRICS_PORT_OFFSET}); set FORGELINE_METRICS_PORT"
+            )
+        return port
 
     @property
     def database_url(self) -> str:

@@ -8,6 +8,10 @@ same port after a backoff (1 s, doubling up to a minute, back to 1 s once it has
 minute), and every such event is reported. `stop` SIGTERMs the services at once (each
 finishes in-flight calls within its grace period), then stops the Ray head.
 
+Each gRPC service serves its Prometheus metrics on a port of its own: its gRPC port + 1000,
+or a free one picked here when its gRPC port is picked too (FORGELINE_METRICS_PORT may
+only be unset, `0` or `off` here, as one port cannot serve five services).
+
 What runs is written to `<home>/run/up.json` after every change (`read_state` reads it), so
 that `forgeline status` and `forgeline down` in another shell find the suite of a home.
 """
@@ -30,7 +34,12 @@ import psutil
 
 from forgeline.common.processes import ServiceProcess, free_port, launch_service
 from forgeline.common.ray_node import RayNode, launch_ray_node
-from forgeline.common.settings import DEFAULT_PORTS, ServiceName
+from forgeline.common.settings import (
+    DEFAULT_PORTS,
+    METRICS_OFF,
+    METRICS_PORT_OFFSET,
+    ServiceName,
+)
 
 SERVICES = tuple(ServiceName)
 RAY = "ray"
@@ -63,6 +72,8 @@ class Child:
     failures: int = 0  # exits in a row without STABLE_SECONDS of running in between
     started_at: float = 0.0
     restart_at: float = 0.0
+    # FORGELINE_METRICS_PORT given to it (a port, '0' or 'off'); None for the gateway and Ray.
+    metrics: str | None = None
 
     @property
     def pid(self) -> int:
@@ -75,6 +86,13 @@ class Child:
         if isinstance(self.process, RayNode):
             return self.process.address
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def metrics_address(self) -> str:
+        """host:port of its metrics endpoint once it listens; empty when it has none."""
+        if isinstance(self.process, ServiceProcess) and self.process.metrics_port:
+            return f"127.0.0.1:{self.process.metrics_port}"
+        return ""
 
     def exit_code(self) -> int | None:
         """Its exit code once it exited, None while it runs (or none was started)."""
@@ -104,6 +122,22 @@ def read_state(home: Path) -> dict | None:
     return state
 
 
+def metrics_setting(env: Mapping[str, str]) -> str:
+    """FORGELINE_METRICS_PORT as the suite takes it: '' (derive a port), '0' or 'off'.
+
+    Raises:
+        ValueError: it names one port, which five services cannot share.
+    """
+    value = env.get("FORGELINE_METRICS_PORT", "").strip().lower()
+    if value not in ("", "0", METRICS_OFF):
+        raise ValueError(
+            f"FORGELINE_METRICS_PORT={value} would give every service of the suite one port; "
+            f"leave it unset (each serves metrics on its gRPC port + {METRICS_PORT_OFFSET}), "
+            "or set it to 0 (free ports) or off"
+        )
+    return value
+
+
 def listen_port(address: str, service: ServiceName) -> int:
     """The port of a `host:port` setting (0: pick a free one when starting)."""
     return int(address.rsplit(":", 1)[1]) if ":" in address else DEFAULT_PORTS[service]
@@ -119,6 +153,9 @@ class Supervisor:
         logs: Folder of the log files.
         report: Told every event worth a line ("trainer exited (code -9); restarting in 1 s").
         start_timeout: Seconds a service may take to answer after it is started.
+
+    Raises:
+        ValueError: FORGELINE_METRICS_PORT names one port for every service.
     """
 
     def __init__(
@@ -134,6 +171,7 @@ class Supervisor:
         self.report = report
         self.start_timeout = start_timeout
         self._lock = threading.Lock()
+        self.metrics = metrics_setting(env)
         self.children: dict[str, Child] = {}
         for service in SERVICES:
             default = f"127.0.0.1:{DEFAULT_PORTS[service]}"
@@ -154,7 +192,9 @@ class Supervisor:
         if child.name == RAY:
             child.process = launch_ray_node(self.env, port=child.port, log=child.log)
         else:
-            child.process = launch_service(child.name, self.env, child.log, port=child.port)
+            child.process = launch_service(
+                child.name, self.env, child.log, port=child.port, metrics_port=child.metrics
+            )
 
     def _started(self, child: Child) -> bool:
         """Whether a STARTING child now answers (and moves it to RUNNING)."""
@@ -187,7 +227,10 @@ class Supervisor:
             services = [c for c in self.children.values() if c.name != RAY]
             # Free ports are picked only now: Ray's processes take ports of their own.
             for child in services:
+                picked = not child.port
                 child.port = child.port or free_port()
+                if child.name != ServiceName.GATEWAY:
+                    child.metrics = self._metrics_port(child.port, picked)
             self.env |= {
                 f"FORGELINE_{c.name.upper()}_ADDRESS": c.address
                 for c in services
@@ -205,6 +248,12 @@ class Supervisor:
         except BaseException:
             self.stop()
             raise
+
+    def _metrics_port(self, port: int, picked: bool) -> str:
+        """FORGELINE_METRICS_PORT for a service on `port` (`picked`: chosen free here)."""
+        if self.metrics:
+            return self.metrics
+        return str(free_port() if picked else port + METRICS_PORT_OFFSET)
 
     # ------------------------------------------------------------------ watching
 
@@ -283,6 +332,7 @@ class Supervisor:
                 {
                     "name": c.name,
                     "address": c.address,
+                    "metrics": c.metrics_address,
                     "pid": c.pid,
                     "state": c.state,
                     "restarts": c.restarts,

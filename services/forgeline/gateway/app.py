@@ -12,8 +12,10 @@ Requests pass, in order: the body-size limit (413), the API key (401), the key's
 allow-list (404, as OpenAI answers for models a key cannot see), parameter validation
 (400), then the key's rate limits (429 with `Retry-After`). `/health` and `/metrics` are
 open. Every response carries `X-Request-Id` (the client's, or a new one), which is also
-passed to the inference service. No input answers with a traceback: a failure nothing
-else handled is logged and answered as a 500 in OpenAI's error shape.
+passed to the inference service, as is the trace context of the request's span; each
+request ends with an access line naming the caller's key (`middleware`). No input answers
+with a traceback: a failure nothing else handled is logged and answered as a 500 in
+OpenAI's error shape.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from forgeline.gateway import catalog
 from forgeline.gateway.api_errors import ApiError, error_response
 from forgeline.gateway.config import GatewayConfig
 from forgeline.gateway.generation import GenerationHandler
-from forgeline.gateway.middleware import RequestContext
+from forgeline.gateway.middleware import RequestContext, note_caller
 from forgeline.gateway.state import Gateway
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ def create_app(config: GatewayConfig, client: AsyncInferenceClient | None = None
     async def list_models(request: Request) -> Response:
         """The served models and adapters this key may use."""
         key = gateway.access.authenticate(request)
+        note_caller(request, key.name)
         body = await catalog.model_list(gateway.models, key)
         return Response(body.model_dump_json(), media_type="application/json")
 
@@ -104,6 +107,7 @@ def create_app(config: GatewayConfig, client: AsyncInferenceClient | None = None
     async def get_model(model: str, request: Request) -> Response:
         """One served model."""
         key = gateway.access.authenticate(request)
+        note_caller(request, key.name, model)
         card = await catalog.find_model(gateway.models, key, model)
         return Response(card.model_dump_json(), media_type="application/json")
 

@@ -40,7 +40,7 @@ from forgeline.gateway import convert, token_budget
 from forgeline.gateway.accounting import RequestRecord, Usage
 from forgeline.gateway.api_errors import ApiError, from_domain
 from forgeline.gateway.limits import Reservation
-from forgeline.gateway.middleware import REQUEST_ID_HEADER
+from forgeline.gateway.middleware import REQUEST_ID_HEADER, note_caller
 from forgeline.gateway.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -214,7 +214,9 @@ class GenerationHandler:
         streamed = False
         try:
             record.key = gateway.access.authenticate(request)
+            note_caller(request, record.key.name)
             body = await parse_body(request, model_class)
+            note_caller(request, record.key.name, body.model)
             record.begin(body.model)
             gateway.access.allow(record.key, body.model)
             token_budget.check_fan_out(

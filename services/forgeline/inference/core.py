@@ -32,6 +32,7 @@ from contextlib import aclosing
 from pathlib import Path
 
 from forgeline.client.exceptions import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from forgeline.common.tracing import traced_events
 from forgeline.inference.adapter_placement import place_adapter
 from forgeline.inference.engine import Engine, EngineDead
 from forgeline.inference.engine_supervisor import WATCH_SECONDS, EngineFactory, EngineSupervisor
@@ -400,7 +401,11 @@ class InferenceCore:
         request_id = self._running.start(request.request_id, served, engine, owner)
         version = pin(served.version)  # the version answering, on the first event
         try:
-            events = engine.generate(request, request_id, served.handle)
+            events = traced_events(
+                engine.generate(request, request_id, served.handle),
+                "engine generate",
+                {"forgeline.model": served.name, "forgeline.engine_request_id": request_id},
+            )
             async with aclosing(events):
                 async for event in events:
                     yield dataclasses.replace(event, model_version=version) if version else event

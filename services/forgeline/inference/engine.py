@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from forgeline.client.exceptions import FailedPrecondition, InvalidArgument, Unavailable
+from forgeline.inference.engine_stats import EngineStats
 from forgeline.inference.options import EngineOptions
 from forgeline.inference.outputs import (
     CompletionDelta,
@@ -135,6 +136,7 @@ class VllmEngine:
         self.served_name = served_name
         self.options = options
         self.max_model_len: int = llm.model_config.max_model_len
+        self.stats = EngineStats()  # the scheduler's numbers (see `engine_stats`)
         # The model's generation-config defaults, applied to unset sampling fields exactly
         # as vLLM's OpenAI server applies them.
         self._defaults: dict[str, Any] = llm.model_config.get_diff_sampling_param()
@@ -162,23 +164,29 @@ class VllmEngine:
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        # vLLM's periodic stats lines stay off; its scheduler numbers go to `stats`.
         args = AsyncEngineArgs(
             model=str(path),
             served_model_name=served_name,
             disable_log_stats=True,
             **engine_kwargs(options),
         )
+        stats = EngineStats()
         # No local keeps the AsyncLLM: modules imported above may keep a traceback, and
         # with it this frame, alive for good; `shutdown` drops the engine's own reference.
         # The API-server usage context gives the scheduler the defaults vLLM's own OpenAI
         # server uses (batch limits differ per context).
         engine = cls(
             await asyncio.to_thread(
-                AsyncLLM.from_engine_args, args, usage_context=UsageContext.OPENAI_API_SERVER
+                AsyncLLM.from_engine_args,
+                args,
+                usage_context=UsageContext.OPENAI_API_SERVER,
+                stat_loggers=[stats.vllm_logger()],
             ),
             served_name,
             options,
         )
+        engine.stats = stats
         try:
             await engine._warm_up()
         except BaseException:

@@ -20,13 +20,15 @@ import logging
 import uuid
 from contextlib import aclosing
 
-import grpc
 from grpc_health.v1 import health_pb2
 
+from forgeline.client import telemetry
 from forgeline.client.refs import format_ref
+from forgeline.common.metrics import ServiceMetrics
 from forgeline.common.server import ForgelineServer, Service, build_server
 from forgeline.common.settings import Settings
 from forgeline.inference.core import EngineFactory, InferenceCore, start_vllm_engine
+from forgeline.inference.engine_stats import EngineStatsCollector
 from forgeline.inference.options import EngineOptions
 from forgeline.inference.requests import GenerateRequest, TokenizeRequest
 from forgeline.inference.resolver import ModelResolver, RegistryResolver
@@ -35,13 +37,6 @@ from forgeline.v1 import inference_pb2, inference_pb2_grpc
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
-
-
-def _metadata(context: grpc.aio.ServicerContext, key: str) -> str:
-    for k, v in context.invocation_metadata() or ():
-        if k == key:
-            return v if isinstance(v, str) else v.decode()
-    return ""
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
@@ -57,9 +52,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         if not domain.request_id:
             domain = dataclasses.replace(domain, request_id=uuid.uuid4().hex)
         request_id = domain.request_id
-        trace = _metadata(context, "x-request-id")
-        if trace:
-            log.debug("request %s carries x-request-id %s", request_id, trace)
+        log.debug("engine request %s for x-request-id %s", request_id, telemetry.request_id.get())
         loop = asyncio.get_running_loop()
         # Stands for this call in the core: its cleanup may abort only what it started.
         owner = object()
@@ -165,6 +158,8 @@ def create_server(
         follow_seconds=settings.inference_follow_seconds,
     )
     servicer = InferenceServicer(core)
+    metrics = ServiceMetrics()
+    metrics.registry.register(EngineStatsCollector(core))  # type: ignore[arg-type]
     server = build_server(
         settings,
         [
@@ -173,6 +168,7 @@ def create_server(
                 lambda s: inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, s),
             )
         ],
+        metrics,
     )
 
     async def report_health(healthy: bool) -> None:

@@ -7,9 +7,12 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, Counter
+
 from forgeline.client import exceptions
 from forgeline.client.manifests import check_digest, check_path
 from forgeline.client.refs import parse_ref
+from forgeline.common.metrics import ServiceMetrics
 from forgeline.common.server import ForgelineServer, Offloaded, Service, build_server
 from forgeline.common.settings import Settings
 from forgeline.registry.blobs import LocalBlobStore
@@ -23,10 +26,26 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 
 
+class TransferMetrics:
+    """Artifact bytes moved by the registry (bytes a known blob did not need are not moved)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.received = Counter(
+            "forgeline_registry_received_bytes",
+            "Artifact bytes received by UploadArtifact.",
+            registry=registry,
+        )
+        self.sent = Counter(
+            "forgeline_registry_sent_bytes",
+            "Artifact bytes sent by DownloadArtifact.",
+            registry=registry,
+        )
+
+
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     """Converts requests to store calls; SQL and blob bytes are handled in worker threads."""
 
-    def __init__(self, store: RegistryStore, chunk_bytes: int):
+    def __init__(self, store: RegistryStore, chunk_bytes: int, transfers: TransferMetrics):
         # Blob bytes and SQL run in pools of their own, off the event loop: a slow disk
         # never queues metadata calls behind it, nor a slow query a download.
         self._io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="registry-io")
@@ -34,6 +53,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self.store = Offloaded(store, self._sql)
         self.blobs = store.blobs
         self.chunk_bytes = chunk_bytes
+        self.transfers = transfers
 
     async def CreateModel(self, request, context):
         """Creates a model."""
@@ -128,6 +148,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                         await writing
                     writing = loop.run_in_executor(self._io, writer.write, message.chunk)
                     received += len(message.chunk)
+                    self.transfers.received.inc(len(message.chunk))
                 if writing is not None:
                     await writing
                 await loop.run_in_executor(self._io, writer.finish)
@@ -176,6 +197,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                 )
                 first = False
                 offset += len(chunk)
+                self.transfers.sent.inc(len(chunk))
                 if not chunk:
                     return
         finally:
@@ -287,7 +309,8 @@ def create_server(settings: Settings) -> tuple[ForgelineServer, int]:
     )
     blobs = LocalBlobStore(blob_root(settings))
     store = RegistryStore(settings.database_url, blobs, limits)
-    servicer = RegistryServicer(store, settings.chunk_bytes)
+    metrics = ServiceMetrics()
+    servicer = RegistryServicer(store, settings.chunk_bytes, TransferMetrics(metrics.registry))
     server = build_server(
         settings,
         [
@@ -296,6 +319,7 @@ def create_server(settings: Settings) -> tuple[ForgelineServer, int]:
                 lambda s: registry_pb2_grpc.add_RegistryServiceServicer_to_server(servicer, s),
             )
         ],
+        metrics,
     )
 
     async def close() -> None:

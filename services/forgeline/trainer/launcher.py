@@ -23,6 +23,7 @@ from typing import Any
 from forgeline.client import exceptions
 from forgeline.client.cache import CacheConfig
 from forgeline.common.ray_cluster import EventSink, RayCluster
+from forgeline.common.tracing import launch_span, ray_task
 from forgeline.trainer.config import TrainConfig
 from forgeline.trainer.ray_worker import InputRefs, train_worker
 from forgeline.trainer.worker import StopRequested
@@ -279,6 +280,7 @@ class RayLauncher(RayCluster):
 
             cfg = replace(cfg, dist=replace(cfg.dist, cpus_per_worker=share))
             request = replace(request, config=cfg)
-        sink = ray.remote(num_cpus=0)(RunEventSink).remote()
-        fit = ray.remote(num_cpus=0, max_retries=0)(_fit)
-        return RunHandle(fit.remote(request, sink), sink)
+        with launch_span("ray launch training", **{"ray.workers": cfg.dist.num_workers}):
+            sink = ray.remote(num_cpus=0)(RunEventSink).remote()
+            fit = ray.remote(num_cpus=0, max_retries=0)(ray_task(_fit, "ray training run"))
+            return RunHandle(fit.remote(request, sink), sink)

@@ -1,9 +1,10 @@
 """Asyncio clients (`grpc.aio`), for callers that live on an event loop, like the gateway.
 
 Same options as the blocking clients: a bearer token on every call, optional TLS, gRPC's
-retry policy on UNAVAILABLE. Every failure is raised as a `forgeline.client.exceptions`
-exception, including the codes without a domain meaning (`DeadlineExceeded`,
-`Cancelled`, `Internal`), so callers never handle grpc types.
+retry policy on UNAVAILABLE, the trace context and request id of `telemetry`. Every failure
+is raised as a `forgeline.client.exceptions` exception, including the codes without a
+domain meaning (`DeadlineExceeded`, `Cancelled`, `Internal`), so callers never handle grpc
+types.
 
 Example:
     >>> async with AsyncInferenceClient("127.0.0.1:50054") as client:
@@ -24,7 +25,13 @@ import grpc
 from forgeline.client import exceptions
 from forgeline.client.channel import ChannelOptions, channel_arguments, tls_credentials
 from forgeline.client.status import raise_for_rpc_error
+from forgeline.client.telemetry import call_metadata, end_span_when_done, start_call_span
 from forgeline.v1 import inference_pb2, inference_pb2_grpc
+
+_SERVICE = "/forgeline.v1.InferenceService/"
+_GENERATE, _LIST_MODELS, _TOKENIZE = (
+    _SERVICE + m for m in ("Generate", "ListServedModels", "Tokenize")
+)
 
 
 def open_aio_channel(address: str, options: ChannelOptions | None = None) -> grpc.aio.Channel:
@@ -166,8 +173,12 @@ class AsyncInferenceClient:
             (("authorization", f"Bearer {options.token}"),) if options.token else ()
         )
 
-    def _metadata(self, extra: Sequence[tuple[str, str]] = ()) -> tuple[tuple[str, str], ...]:
-        return (*self._auth, *extra)
+    def _start(self, method: str, stub_method, request, extra=(), **kwargs):
+        """Starts a call of `method` as a traced CLIENT span carrying the token."""
+        span = start_call_span(method)
+        call = stub_method(request, metadata=call_metadata(span, (*self._auth, *extra)), **kwargs)
+        end_span_when_done(span, call)
+        return call
 
     async def close(self) -> None:
         """Closes the channel if this client opened it."""
@@ -199,7 +210,7 @@ class AsyncInferenceClient:
             metadata: Extra call metadata, e.g. ``(("x-request-id", "..."),)``.
             timeout: Seconds for the whole stream; None for no deadline.
         """
-        call = self.stub.Generate(request, metadata=self._metadata(metadata), timeout=timeout)
+        call = self._start(_GENERATE, self.stub.Generate, request, metadata, timeout=timeout)
         return GenerateStream(call)
 
     async def list_models(self, timeout: float | None = 10.0) -> list[inference_pb2.ServedModel]:
@@ -211,9 +222,10 @@ class AsyncInferenceClient:
             ForgelineError: any other failure, as a domain exception.
         """
         try:
-            response = await self.stub.ListServedModels(
+            response = await self._start(
+                _LIST_MODELS,
+                self.stub.ListServedModels,
                 inference_pb2.ListServedModelsRequest(),
-                metadata=self._metadata(),
                 timeout=timeout,
             )
         except grpc.aio.AioRpcError as err:
@@ -231,6 +243,6 @@ class AsyncInferenceClient:
             ForgelineError: any other failure, as a domain exception.
         """
         try:
-            return await self.stub.Tokenize(request, metadata=self._metadata(), timeout=timeout)
+            return await self._start(_TOKENIZE, self.stub.Tokenize, request, timeout=timeout)
         except grpc.aio.AioRpcError as err:
             raise_for_rpc_error(err)

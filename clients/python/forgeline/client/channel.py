@@ -1,4 +1,5 @@
-"""Channels to Forgeline services: bearer token, optional TLS, retries on UNAVAILABLE.
+"""Channels to Forgeline services: bearer token, optional TLS, retries on UNAVAILABLE,
+trace context and request id on every call (`forgeline.client.telemetry`).
 
 Retries use gRPC's own retry policy (service config), with exponential backoff, for the
 calls that are safe to repeat (`IDEMPOTENT_METHODS`), so reads ride out a service restart
@@ -12,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 
 import grpc
+
+from forgeline.client.telemetry import TracingInterceptor
 
 # Only calls that are safe to repeat are retried: reads, and writes whose repetition changes
 # nothing (linking the same blob to the same path). Creating a version, submitting a job,
@@ -98,14 +101,7 @@ class _TokenInterceptor(
         self._header = ("authorization", f"Bearer {token}")
 
     def _details(self, details):
-        return _Details(
-            method=details.method,
-            timeout=details.timeout,
-            metadata=[*(details.metadata or ()), self._header],
-            credentials=details.credentials,
-            wait_for_ready=getattr(details, "wait_for_ready", None),
-            compression=getattr(details, "compression", None),
-        )
+        return with_metadata(details, [*(details.metadata or ()), self._header])
 
     def intercept_unary_unary(self, continuation, details, request):
         return continuation(self._details(details), request)
@@ -128,6 +124,18 @@ class _Details(grpc.ClientCallDetails):
         self.credentials = credentials
         self.wait_for_ready = wait_for_ready
         self.compression = compression
+
+
+def with_metadata(details: grpc.ClientCallDetails, metadata: list) -> grpc.ClientCallDetails:
+    """`details` of an intercepted call with its metadata replaced."""
+    return _Details(
+        method=details.method,
+        timeout=details.timeout,
+        metadata=metadata,
+        credentials=details.credentials,
+        wait_for_ready=getattr(details, "wait_for_ready", None),
+        compression=getattr(details, "compression", None),
+    )
 
 
 def channel_arguments(options: ChannelOptions) -> list[tuple[str, object]]:
@@ -165,8 +173,11 @@ def open_channel(address: str, options: ChannelOptions | None = None) -> grpc.Ch
             creds = grpc.composite_channel_credentials(
                 creds, grpc.metadata_call_credentials(_TokenAuth(options.token))
             )
-        return grpc.secure_channel(address, creds, options=channel_args)
+        channel = grpc.secure_channel(address, creds, options=channel_args)
+        return grpc.intercept_channel(channel, TracingInterceptor())
     channel = grpc.insecure_channel(address, options=channel_args)
     if options.token:
-        channel = grpc.intercept_channel(channel, _TokenInterceptor(options.token))
-    return channel
+        return grpc.intercept_channel(
+            channel, TracingInterceptor(), _TokenInterceptor(options.token)
+        )
+    return grpc.intercept_channel(channel, TracingInterceptor())

@@ -5,6 +5,10 @@ persisted QUEUED and handed to worker tasks that call the service's `Runner`. Ru
 report through a `JobContext`, whose methods are thread-safe so work running in threads
 (or waiting on Ray) can call them. On start the manager requeues QUEUED jobs and either
 resumes RUNNING ones (when the runner can) or fails them with the reason.
+
+Telemetry: a job is submitted with the trace context of the Submit call, and its run is a
+span of that trace; what the run logs carries the job id; state changes are counted in the
+service's metrics (`JobMetrics`).
 """
 
 from __future__ import annotations
@@ -20,10 +24,16 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from google.protobuf.message import Message
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from forgeline.client import exceptions
+from forgeline.client.telemetry import request_id
+from forgeline.common import logs
+from forgeline.common.jobs.metrics import JobMetrics, kind_label
 from forgeline.common.jobs.model import Job, JobEvent
 from forgeline.common.jobs.store import JobStore
+from forgeline.common.tracing import current_carrier, end_span, extract, tracer
 from forgeline.v1 import common_pb2
 
 log = logging.getLogger(__name__)
@@ -121,6 +131,8 @@ class JobManager(Generic[SpecT]):
         concurrency: How many jobs run at once.
         validate: Called on every submitted spec before it is persisted; raises
             `InvalidArgument` with every problem found.
+        metrics: Where state changes are counted; None counts nothing.
+        service_name: The service running the jobs, named in their log lines.
     """
 
     def __init__(
@@ -133,8 +145,12 @@ class JobManager(Generic[SpecT]):
         *,
         concurrency: int = 1,
         validate: Callable[[SpecT], None] | None = None,
+        metrics: JobMetrics | None = None,
+        service_name: str = "",
     ):
         self.store = store
+        self.metrics = metrics
+        self.service_name = service_name
         self.kind = kind
         self.spec_type = spec_type
         self.runner = runner
@@ -193,7 +209,9 @@ class JobManager(Generic[SpecT]):
         """
         if self.validate is not None:
             self.validate(spec)
-        job = self.store.create(self.kind, spec.SerializeToString(), labels)
+        job = self.store.create(self.kind, spec.SerializeToString(), labels, current_carrier())
+        if self.metrics is not None:
+            self.metrics.entered(job)
         self._notify()
         self._queue.put_nowait(job.id)
         log.info("queued %s", job.id)
@@ -287,6 +305,8 @@ class JobManager(Generic[SpecT]):
         self, job_id: str, event_pb: common_pb2.JobEvent, outputs: list[str] | None = None
     ) -> JobEvent:
         ev = self.store.append(job_id, event_pb, outputs=outputs)
+        if self.metrics is not None and event_pb.WhichOneof("payload") == "state":
+            self.metrics.entered(self.store.get(job_id))
         self._notify()
         return ev
 
@@ -334,6 +354,28 @@ class JobManager(Generic[SpecT]):
             self._record(job_id, _state_event(common_pb2.JOB_STATE_CANCELLED, reason))
 
     async def _run_one(self, job_id: str) -> None:
+        # This task's context: the job's log lines carry its id, and its run is a span of
+        # the trace it was submitted in (each run task has a context of its own).
+        logs.job_id.set(job_id)
+        logs.service.set(self.service_name)
+        request_id.set(job_id)
+        span = tracer.start_span(
+            f"job {kind_label(self.kind)}",
+            context=extract(self.store.trace_carrier(job_id)),
+            attributes={"forgeline.job_id": job_id},
+        )
+        otel_context.attach(trace.set_span_in_context(span))
+        try:
+            state = await self._run_traced(job_id)
+        except BaseException as exc:
+            end_span(span, exc)
+            raise
+        name = common_pb2.JobState.Name(state)
+        span.set_attribute("forgeline.job_state", name)
+        end_span(span, status="" if state == common_pb2.JOB_STATE_SUCCEEDED else name)
+
+    async def _run_traced(self, job_id: str) -> int:
+        """Runs a job to its end; returns the state it ended in."""
         self._record(job_id, _state_event(common_pb2.JOB_STATE_RUNNING))
         job, spec = self.get(job_id)
         work_dir = self.work_root / job_id
@@ -347,22 +389,23 @@ class JobManager(Generic[SpecT]):
                 reason = ctx.cancel_reason or "cancelled by request"
                 self._record(job_id, _state_event(common_pb2.JOB_STATE_CANCELLED, reason))
                 shutil.rmtree(work_dir, ignore_errors=True)
-                return
+                return common_pb2.JOB_STATE_CANCELLED
             raise  # service shutdown: leave it RUNNING so the next start resumes or fails it
         except exceptions.ForgelineError as exc:
             self._record(job_id, _state_event(common_pb2.JOB_STATE_FAILED, exc.message))
-            return
+            return common_pb2.JOB_STATE_FAILED
         except Exception as exc:
             log.exception("job %s failed", job_id)
             self._record(
                 job_id, _state_event(common_pb2.JOB_STATE_FAILED, f"{type(exc).__name__}: {exc}")
             )
-            return
+            return common_pb2.JOB_STATE_FAILED
         if result.metrics:
             self._record(
                 job_id, common_pb2.JobEvent(metrics=common_pb2.JobMetrics(values=result.metrics))
             )
         self._record(job_id, _state_event(common_pb2.JOB_STATE_SUCCEEDED), outputs=result.outputs)
+        return common_pb2.JOB_STATE_SUCCEEDED
 
 
 def _being_cancelled() -> bool:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -101,6 +102,15 @@ class _EventRow(_Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class _TraceRow(_Base):
+    """The trace context a job was submitted in, so that its run continues that trace."""
+
+    __tablename__ = "job_traces"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    carrier: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
 class JobStore:
     """Jobs and their events in a SQL database. Thread-safe; every method is one transaction.
 
@@ -128,8 +138,15 @@ class JobStore:
             raise exceptions.NotFound("job", job_id)
         return row
 
-    def create(self, kind: int, spec: bytes, labels: dict[str, str] | None = None) -> Job:
-        """Persists a new QUEUED job with its first event."""
+    def create(
+        self,
+        kind: int,
+        spec: bytes,
+        labels: dict[str, str] | None = None,
+        trace: dict[str, str] | None = None,
+    ) -> Job:
+        """Persists a new QUEUED job with its first event, and the trace context (W3C
+        headers) it was submitted in, if any."""
         now = utcnow()
         job_id = f"job-{uuid.uuid4().hex[:16]}"
         with self._write_lock, self._sessions.begin() as session:
@@ -149,6 +166,8 @@ class JobStore:
             )
             session.add(row)
             session.flush()
+            if trace:
+                session.add(_TraceRow(job_id=job_id, carrier=dict(trace)))
             self._append(
                 session,
                 row,
@@ -166,6 +185,20 @@ class JobStore:
         """
         with self._sessions() as session:
             return self._job_row(session, job_id).to_domain()
+
+    def trace_carrier(self, job_id: str) -> dict[str, str]:
+        """The trace context a job was submitted in; empty when it was submitted untraced."""
+        with self._sessions() as session:
+            row = session.get(_TraceRow, job_id)
+            return dict(row.carrier) if row is not None else {}
+
+    def count_by_state(self, kind: int) -> dict[int, int]:
+        """How many jobs of `kind` are in each state (states without jobs are left out)."""
+        query = (
+            select(_JobRow.state, func.count()).where(_JobRow.kind == kind).group_by(_JobRow.state)
+        )
+        with self._sessions() as session:
+            return {state: count for state, count in session.execute(query)}
 
     def get_spec(self, job_id: str) -> bytes:
         """Returns the serialized spec a job was submitted with."""
