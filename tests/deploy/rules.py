@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from forgeline.common.settings import DEFAULT_PORTS, ENVIRONMENT, ServiceName
+from forgeline.common.settings import (
+    DEFAULT_PORTS,
+    ENVIRONMENT,
+    METRICS_PORT_OFFSET,
+    ServiceName,
+)
 from tests.deploy.manifests import (
     Resource,
     containers,
@@ -407,6 +412,30 @@ def shared_rate_limits(objects: list[Resource]) -> list[str]:
     return [] if redis else [f"{name}: Service {where.hostname} selects no Redis pod"]
 
 
+def metrics_scraped(objects: list[Resource]) -> list[str]:
+    """Every service's pod opens its metrics port (the gateway's is its HTTP port) and
+    tells Prometheus where it is."""
+    problems = []
+    for service in ServiceName:
+        deployment = deployment_of(objects, service)
+        if deployment is None:
+            continue
+        where = f"Deployment {deployment['metadata']['name']}"
+        port = DEFAULT_PORTS[service]
+        if service is not ServiceName.GATEWAY:
+            port += METRICS_PORT_OFFSET
+        pod = deployment["spec"]["template"]
+        annotations = pod["metadata"].get("annotations", {})
+        if annotations.get("prometheus.io/scrape") != "true":
+            problems.append(f"{where}: not marked for scraping")
+        if annotations.get("prometheus.io/port") != str(port):
+            problems.append(f"{where}: prometheus.io/port is not its metrics port {port}")
+        opened = {p["containerPort"] for c in pod["spec"]["containers"] for p in c["ports"]}
+        if port not in opened:
+            problems.append(f"{where}: metrics port {port} is not a container port")
+    return problems
+
+
 RULES: tuple[Rule, ...] = (
     services_deployed,
     resource_requests,
@@ -421,4 +450,5 @@ RULES: tuple[Rule, ...] = (
     network_policy,
     non_root,
     shared_rate_limits,
+    metrics_scraped,
 )

@@ -219,6 +219,11 @@ BREAKAGES: list[tuple[Callable[[list[Resource]], None], Callable, str]] = [
         rules.shared_rate_limits,
         "selects no Redis pod",
     ),
+    (
+        lambda o: deployment(o, "trainer")["spec"]["template"]["metadata"].pop("annotations"),
+        rules.metrics_scraped,
+        "Deployment trainer: not marked for scraping",
+    ),
 ]
 
 
