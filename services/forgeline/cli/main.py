@@ -113,12 +113,14 @@ def serve(
     """Run one service in the foreground until SIGTERM or Ctrl-C."""
     from forgeline.common.logs import configure_logging
     from forgeline.common.server import serve as run_server
+    from forgeline.common.tracing import configure_tracing
 
     if insecure_no_keys and service is not ServiceName.GATEWAY:
         raise typer.BadParameter(
             "only `forgeline serve gateway` takes it", param_hint="--insecure-no-keys"
         )
-    try:
+    config = None
+    try:  # every refused setting: one line naming it, exit 2, before anything binds
         settings = Settings.load(
             service,
             host=host,
@@ -126,19 +128,18 @@ def serve(
             home=home,
             gateway_insecure_no_keys=insecure_no_keys or None,
         )
+        configure_logging(settings.log_level, settings.log_format, service.value)
+        configure_tracing(service.value)
+        if service is ServiceName.GATEWAY:
+            from forgeline.gateway.server import startup_config
+
+            config = startup_config(settings)
     except ValueError as err:
         err_console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None
-    configure_logging(settings.log_level, settings.log_format, service.value)
-    _trace_as(service.value)
-    if service is ServiceName.GATEWAY:
-        from forgeline.gateway.server import run_gateway, startup_config
+    if config is not None:
+        from forgeline.gateway.server import run_gateway
 
-        try:
-            config = startup_config(settings)
-        except ValueError as err:
-            err_console.print(f"[red]error:[/] {err}")
-            raise typer.Exit(2) from None
         run_gateway(settings, config)
         return
     module = importlib.import_module(f"forgeline.{service.value}.service")
