@@ -17,9 +17,7 @@ the call's task and is never reset.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -29,13 +27,11 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from forgeline.client import telemetry
-from forgeline.client.telemetry import REQUEST_ID_KEY, split_method
+from forgeline.client.telemetry import REQUEST_ID_KEY, accepted_request_id, split_method
 from forgeline.common import logs
 from forgeline.common.interceptors import Behaviour, iterate_results, maybe_await, rewrap
 from forgeline.common.metrics import ServiceMetrics
 from forgeline.common.tracing import end_span, extract, tracer
-
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 def _text(value: str | bytes) -> str:
@@ -51,9 +47,7 @@ class _Call:
         self.metrics = metrics
         self.started = time.perf_counter()
         carrier = {k: _text(v) for k, v in metadata or ()}
-        rid = carrier.get(REQUEST_ID_KEY, "")
-        if not _REQUEST_ID.fullmatch(rid):
-            rid = uuid.uuid4().hex
+        rid = accepted_request_id(carrier.get(REQUEST_ID_KEY, ""))
         telemetry.request_id.set(rid)
         logs.service.set(service_name)
         self.span = tracer.start_span(

@@ -11,9 +11,7 @@ status, duration, model and the name of the caller's key (`note_caller`), never 
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -25,8 +23,7 @@ from forgeline.common import logs
 from forgeline.common.tracing import extract, tracer
 from forgeline.gateway.api_errors import ApiError, error_response
 
-REQUEST_ID_HEADER = "x-request-id"
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+REQUEST_ID_HEADER = telemetry.REQUEST_ID_KEY
 _TRACE_HEADERS = (b"traceparent", b"tracestate", b"baggage")
 
 access_log = logging.getLogger("forgeline.gateway.access")
@@ -68,8 +65,7 @@ class RequestContext:
         for name, value in scope["headers"]:
             if name == REQUEST_ID_HEADER.encode():
                 request_id = value.decode("latin-1")
-        if not _REQUEST_ID.fullmatch(request_id):
-            request_id = uuid.uuid4().hex
+        request_id = telemetry.accepted_request_id(request_id)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         id_header = (REQUEST_ID_HEADER.encode(), request_id.encode())

@@ -14,6 +14,8 @@ call costs a context lookup more.
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
 from collections.abc import Sequence
 from contextvars import ContextVar
 
@@ -22,6 +24,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 REQUEST_ID_KEY = "x-request-id"
+_SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 # The request (or job) the current task works for; sent on every call it makes.
 request_id: ContextVar[str] = ContextVar("forgeline_request_id", default="")
@@ -29,6 +32,12 @@ request_id: ContextVar[str] = ContextVar("forgeline_request_id", default="")
 _tracer = trace.get_tracer("forgeline.client")
 
 Metadata = Sequence[tuple[str, str | bytes]]
+
+
+def accepted_request_id(sent: str) -> str:
+    """The request id a caller sent, when it is sane (1 to 128 printable ASCII characters),
+    else a new one."""
+    return sent if _SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
 
 
 def split_method(method: str) -> tuple[str, str]:
