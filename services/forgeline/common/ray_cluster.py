@@ -15,13 +15,13 @@ address handed to them cannot work there.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from forgeline.common.settings import is_loopback
 from forgeline.common.tracing import launch_span, ray_task
 
 log = logging.getLogger(__name__)
@@ -195,11 +195,4 @@ class RayCluster:
 
 def loopback_host(address: str) -> bool:
     """Whether a `host:port` address names this machine only (127.0.0.1, ::1, localhost)."""
-    host = address.rsplit(":", 1)[0] if ":" in address else address
-    host = host.strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: resolved by each machine
+    return is_loopback(address.rsplit(":", 1)[0] if ":" in address else address)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -244,6 +245,22 @@ def _metrics_port() -> int | str | None:
     if not raw.isdigit() or int(raw) > 65535:
         raise ValueError(f"FORGELINE_METRICS_PORT must be a port (0..65535) or 'off', got {raw!r}")
     return int(raw)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only: an address in 127.0.0.0/8,
+    ::1 (IPv4-mapped ones too) or `localhost`. Any other name may resolve to an address
+    the network reaches, so it is not."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,11 @@ address (127.0.0.0/8, ::1, `localhost`) unless told `--insecure-no-keys`
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from forgeline.client.channel import ChannelOptions
-from forgeline.common.settings import ServiceName, Settings
+from forgeline.common.settings import ServiceName, Settings, is_loopback
 from forgeline.gateway.keys import KeyStore
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -96,22 +95,6 @@ class GatewayConfig:
 
 class OpenGatewayRefused(ValueError):
     """The gateway was asked to listen beyond loopback with no API keys."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is reachable from this machine only: an address in 127.0.0.0/8,
-    ::1 (IPv4-mapped ones too) or `localhost`. Any other name may resolve to an address
-    the network reaches, so it is not."""
-    host = host.strip().strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
 
 
 def check_exposure(host: str, keys: KeyStore, insecure_no_keys: bool) -> bool:
