@@ -17,6 +17,7 @@ from forgeline.client import exceptions
 from forgeline.client.cache import CachedVersion
 from forgeline.client.refs import parse_ref
 from forgeline.trainer.config import (
+    DistSettings,
     HyperSettings,
     LoraSettings,
     OptimizerKind,
@@ -110,6 +111,17 @@ def test_full_tuning_keeps_gradients_and_adam_state_for_every_parameter(smollm2)
     assert (full.weights, full.gradients, full.optimizer) == (4 * n, 4 * n, 8 * n)
     assert full.total - lora.total > 11 * n
     assert full.activations == lora.activations
+
+
+def test_cpu_workers_count_the_activation_buffers_their_allocator_keeps(smollm2):
+    cpu = estimate_memory(smollm2, config(Tuner.LORA), Strategy.NONE, 0, TOKENS)
+    gpu_cfg = dataclasses.replace(config(Tuner.LORA), dist=DistSettings(gpus_per_worker=1))
+    gpu = estimate_memory(smollm2, gpu_cfg, Strategy.NONE, 0, TOKENS)
+    assert cpu.allocator == cpu.activations > 0
+    assert gpu.allocator == 0 and gpu.activations == cpu.activations
+    assert cpu.total - gpu.total == cpu.activations
+    assert cpu.to_pb().allocator_bytes == cpu.allocator
+    assert cpu.to_pb().total_bytes == cpu.total
 
 
 def test_activations_grow_with_batch_and_sequence_not_with_accumulation(smollm2):

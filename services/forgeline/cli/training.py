@@ -196,7 +196,7 @@ def print_plan(plan: trainer_pb2.PlanTrainJobResponse) -> None:
         "memory per worker",
         f"{m.total_bytes / gib:.2f} GiB (weights {m.weights_bytes / gib:.2f}, gradients "
         f"{m.gradients_bytes / gib:.2f}, optimizer {m.optimizer_bytes / gib:.2f}, "
-        f"activations {m.activations_bytes / gib:.2f})",
+        f"activations {m.activations_bytes / gib:.2f}, allocator {m.allocator_bytes / gib:.2f})",
     )
     console.print(table)
     for warning in plan.warnings:

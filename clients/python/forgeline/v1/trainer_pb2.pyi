@@ -375,18 +375,20 @@ class PlanTrainJobResponse(_message.Message):
     def __init__(self, strategy: _Optional[_Union[DistributionStrategy, str]] = ..., zero_stage: _Optional[int] = ..., memory_per_worker: _Optional[_Union[MemoryEstimate, _Mapping]] = ..., total_tokens: _Optional[int] = ..., num_examples: _Optional[int] = ..., total_steps: _Optional[int] = ..., resolved_spec: _Optional[_Union[TrainJobSpec, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., problems: _Optional[_Iterable[_Union[PlanProblem, _Mapping]]] = ...) -> None: ...
 
 class MemoryEstimate(_message.Message):
-    __slots__ = ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "total_bytes")
+    __slots__ = ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "total_bytes", "allocator_bytes")
     WEIGHTS_BYTES_FIELD_NUMBER: _ClassVar[int]
     GRADIENTS_BYTES_FIELD_NUMBER: _ClassVar[int]
     OPTIMIZER_BYTES_FIELD_NUMBER: _ClassVar[int]
     ACTIVATIONS_BYTES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATOR_BYTES_FIELD_NUMBER: _ClassVar[int]
     weights_bytes: int
     gradients_bytes: int
     optimizer_bytes: int
     activations_bytes: int
     total_bytes: int
-    def __init__(self, weights_bytes: _Optional[int] = ..., gradients_bytes: _Optional[int] = ..., optimizer_bytes: _Optional[int] = ..., activations_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ...) -> None: ...
+    allocator_bytes: int
+    def __init__(self, weights_bytes: _Optional[int] = ..., gradients_bytes: _Optional[int] = ..., optimizer_bytes: _Optional[int] = ..., activations_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., allocator_bytes: _Optional[int] = ...) -> None: ...
 
 class PlanProblem(_message.Message):
     __slots__ = ("field", "description")
