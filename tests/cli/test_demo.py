@@ -64,8 +64,13 @@ def test_the_demo_runs_the_line_and_a_second_run_reuses_it(tmp_path):
     # General knowledge does not collapse (20 questions: allow for noise).
     assert scores[adapter]["mmlu"] >= scores[base]["mmlu"] - 0.2
     assert first["quantized_size_ratio"] < 0.6
+    # GPTQ W4 at the CPU defaults (25 SignRound steps on 8 x 256 tokens of calibration).
     metrics = first["versions"][quantized]["metrics"]
     assert metrics["perplexity"] <= 1.25 * metrics["perplexity_source"]
+    assert metrics["quantized_layer_bytes"] <= 0.35 * metrics["source_layer_bytes"]
+    metadata = first["versions"][quantized]["metadata"]
+    assert metadata["method"] == "gptq" and metadata["tuning_steps"] == "25"
+    assert metadata["group_size"] == "64" and metadata["calibration_digest"]
 
     release = first["release"]
     assert release["promoted"] == quantized and not release["promotion_refusal"]

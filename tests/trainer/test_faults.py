@@ -180,8 +180,12 @@ def test_a_killed_trainer_resumes_the_job_from_its_checkpoint(env, home):
     assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error + second.output()[-3000:]
     assert final.attempt == 2
     logs = [e.log.message for e in later if e.WhichOneof("payload") == "log"]
-    resumed = [m for m in logs if "resumed from the checkpoint" in m]
-    assert resumed and int(resumed[0].rsplit(" ", 1)[1]) in (3, 6), logs
+    resumed = [i for i, e in enumerate(later) if "resumed from the checkpoint" in e.log.message]
+    assert resumed, logs
+    resumed_at = int(later[resumed[0]].log.message.rsplit(" ", 1)[1])
+    steps = [e.progress.step for e in later[resumed[0] :] if e.WhichOneof("payload") == "progress"]
+    assert resumed_at in (3, 6)
+    assert steps == list(range(resumed_at + 1, 9))  # on from the checkpoint, none twice
     assert_one_intact_version(env, home, "resumed", final)
 
 

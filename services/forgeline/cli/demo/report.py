@@ -38,6 +38,7 @@ def summary(line: Line, base: str, adapter: str, quantized: str, release: Releas
                 "parents": [f"{p.name}:{p.version}" for p in v.parents],
                 "aliases": list(v.aliases),
                 "metrics": dict(v.metrics),
+                "metadata": dict(v.metadata),
             }
             for ref, v in versions.items()
         },
