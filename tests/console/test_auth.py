@@ -155,9 +155,7 @@ def test_beyond_loopback_the_console_needs_a_token(tmp_path):
     settings = Settings.load("console", host="0.0.0.0", port=0, home=tmp_path)
     with pytest.raises(OpenConsoleRefused, match="FORGELINE_CONSOLE_TOKEN"):
         ConsoleConfig.from_settings(settings)
-    given = Settings.load(
-        "console", host="0.0.0.0", port=0, home=tmp_path, console_token="chosen"
-    )
+    given = Settings.load("console", host="0.0.0.0", port=0, home=tmp_path, console_token="chosen")
     assert ConsoleConfig.from_settings(given).token == "chosen"
 
 
