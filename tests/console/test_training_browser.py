@@ -101,3 +101,7 @@ def test_a_job_submitted_from_the_form_runs_and_its_loss_curve_draws(trainer_sui
         assert path.count("M") + path.count("L") == len(steps)
         assert page.locator("#job-outputs a").count() == len(job.outputs) >= 1
         screenshot(page, "job")
+        page.goto(url + "/jobs?kind=training")
+        page.wait_for_selector(f"table.jobs a[href$='{job_id}']")
+        assert "succeeded" in page.inner_text("table.jobs")
+        screenshot(page, "jobs")
