@@ -5,7 +5,8 @@ stock model is evaluated, a LoRA adapter is trained on Ray, merged and quantized
 evaluated, promoted through the eval gate while the inference service follows the alias
 (clients asking without pause all through the rollout, none may fail), and asked through
 the OpenAI SDK against the gateway. The second run, on the suite
-`forgeline up` keeps running for the same home, reuses every version, job and evaluation.
+`forgeline up` keeps running for the same home, reuses every version, job and evaluation;
+the web console `up` started then draws the quantized version's lineage in a browser.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from tests.helpers import FORGELINE
 pytestmark = pytest.mark.e2e
 
 MODEL = "atlas-assistant"
+CONSOLE_TOKEN = "demo-console-token"
 
 
 def forgeline(*args: str, home: Path, timeout: float = 1500) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FORGELINE_")}
     env |= {f"FORGELINE_{s.name}_ADDRESS": "127.0.0.1:0" for s in ServiceName}
+    env["FORGELINE_CONSOLE_TOKEN"] = CONSOLE_TOKEN
     return subprocess.run(
         [*FORGELINE, *args],
         env={**env, "FORGELINE_HOME": str(home), "COLUMNS": "160"},
@@ -95,6 +98,7 @@ def test_the_demo_runs_the_line_and_a_second_run_reuses_it(tmp_path):
     assert up.returncode == 0, up.stderr
     try:
         second = run_demo(home, tmp_path / "report-2")
+        check_lineage_in_the_console(home, quantized)
     finally:
         assert forgeline("down", home=home, timeout=300).returncode == 0
     assert second["steps"][0]["reused"]  # the suite already up
@@ -105,3 +109,28 @@ def test_the_demo_runs_the_line_and_a_second_run_reuses_it(tmp_path):
     assert second["release"]["served_after"] == quantized
     # The second run only serves and asks again.
     assert second["total_seconds"] < 0.3 * first["total_seconds"]
+
+
+def check_lineage_in_the_console(home: Path, quantized: str) -> None:
+    """The console of the suite `up` runs draws a node for every version the registry
+    names in the quantized version's lineage, and each of its ancestors is one."""
+    from forgeline.client.registry import RegistryClient
+    from forgeline.common.supervisor import read_state
+    from forgeline.v1 import registry_pb2
+    from tests.console.support import browser, log_in, screenshot
+
+    processes = {p["name"]: p["address"] for p in read_state(home)["processes"]}
+    with RegistryClient(processes["registry"]) as registry:
+        lineage = registry.get_lineage(quantized)
+        ancestors = registry.get_lineage(quantized, registry_pb2.LINEAGE_DIRECTION_ANCESTORS)
+    named = {f"{v.model}:{v.number}" for v in lineage.versions} | {quantized}
+    older = {f"{v.model}:{v.number}" for v in ancestors.versions}
+    assert {f"{MODEL}:1", "atlas-facts-lora:1", "atlas-facts-train:1"} <= older
+    url = f"http://{processes['console']}"
+    with browser() as page:
+        log_in(page, url, CONSOLE_TOKEN, path=f"/registry/versions/{quantized}")
+        page.wait_for_selector("#lineage g.node.root")
+        nodes = page.locator("#lineage g.node")
+        drawn = set(nodes.evaluate_all("ns => ns.map(n => n.dataset.ref)"))
+        screenshot(page, "lineage")
+    assert drawn == named and older <= drawn

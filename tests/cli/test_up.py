@@ -64,7 +64,8 @@ def test_up_restarts_a_killed_service_and_down_stops_everything(env):
         addresses = {p["address"] for p in processes.values()}
         assert len(addresses) == len(processes) and all(":0" not in a for a in addresses)
         # Each gRPC service serves metrics on a port of its own.
-        metrics = {p["metrics"] for n, p in processes.items() if n not in ("ray", "gateway")}
+        http = ("ray", "gateway", "console")
+        metrics = {p["metrics"] for n, p in processes.items() if n not in http}
         assert len(metrics) == 5 and "" not in metrics and not metrics & addresses
         samples = scrape(int(processes["registry"]["metrics"].rsplit(":", 1)[1]))
         health = 'method="Check",service="grpc.health.v1.Health"'

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from forgeline.common.settings import (
     DEFAULT_PORTS,
     ENVIRONMENT,
+    HTTP_SERVICES,
     METRICS_PORT_OFFSET,
     ServiceName,
 )
@@ -149,8 +150,8 @@ def addresses_match_services(objects: list[Resource]) -> list[str]:
     problems = []
     data = config(objects)
     for service in ServiceName:
-        if service is ServiceName.GATEWAY:
-            continue  # nothing calls the gateway by a setting
+        if service in HTTP_SERVICES:
+            continue  # nothing calls the gateway or the console by a setting
         key = f"FORGELINE_{service.name}_ADDRESS"
         host, _, port = data.get(key, "").rpartition(":")
         found = find(objects, "Service", host)
@@ -418,7 +419,7 @@ def metrics_scraped(objects: list[Resource]) -> list[str]:
     problems = []
     for service in ServiceName:
         deployment = deployment_of(objects, service)
-        if deployment is None:
+        if deployment is None or service is ServiceName.CONSOLE:  # the console has none
             continue
         where = f"Deployment {deployment['metadata']['name']}"
         port = DEFAULT_PORTS[service]

@@ -9,8 +9,6 @@ import re
 import shutil
 import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,39 +16,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from forgeline.client import ChannelOptions, InferenceClient
 from forgeline.common.settings import Settings
 from forgeline.gateway.config import GatewayConfig
-from forgeline.gateway.server import bind
 from forgeline.inference.resolver import LocalResolver
 from forgeline.inference.service import create_server
 from tests.conftest import ServerThread, serving
-from tests.helpers import free_port, wait_for
+from tests.helpers import (
+    free_port,
+    serve_app,  # noqa: F401  (the gateway tests import it from here)
+    wait_for,
+)
 from tests.inference.fakes import FakeEngine, FakeEngineFactory
-
-
-@contextmanager
-def serve_app(app) -> Iterator[str]:
-    """Serves an ASGI app on 127.0.0.1:<free port> in a thread; yields its base URL."""
-    sock = bind("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the gateway did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @contextmanager

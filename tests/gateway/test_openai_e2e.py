@@ -306,3 +306,48 @@ def test_health_and_metrics(stack):
     assert f'model="{SERVED}",status="200"' in metrics
     assert f'forgeline_gateway_rate_limited_total{{limit="requests",model="{SERVED}"}}' in metrics
     assert "forgeline_gateway_time_to_first_token_seconds_count" in metrics
+
+
+def test_the_console_playground_streams_through_this_gateway(stack):
+    """The console's playground, in a real browser, over this module's engine and gateway:
+    the answer grows over several chunks, and is the gateway's greedy answer."""
+    from forgeline.console.app import create_app
+    from tests.console.support import browser, console_config, log_in, screenshot
+    from tests.helpers import serve_app
+
+    config = console_config(
+        registry=stack.env["FORGELINE_REGISTRY_ADDRESS"],
+        inference=stack.env["FORGELINE_INFERENCE_ADDRESS"],
+        channel=ChannelOptions(token=TOKEN, retries=False),
+        gateway_url=stack.url,
+        gateway_key=MAIN_KEY,
+    )
+    expected = (
+        stack.openai()
+        .chat.completions.create(
+            model=SERVED,
+            messages=[{"role": "user", "content": QUESTION}],
+            max_tokens=24,
+            temperature=0,
+        )
+        .choices[0]
+        .message.content
+    )
+    with serve_app(create_app(config)) as url, browser() as page:
+        log_in(page, url, path="/serving")
+        page.wait_for_selector(f"#chat-model option[value='{SERVED}']", state="attached")
+        assert "ready" in page.inner_text("#served")
+        page.select_option("#chat-model", SERVED)
+        page.fill("#chat-max-tokens", "24")
+        page.fill("#chat-prompt", QUESTION)
+        page.click("#playground button[type=submit]")
+        seen = []
+        while page.get_attribute("#playground", "data-state") != "done":
+            seen.append(page.inner_text("#chat-answer"))
+            page.wait_for_timeout(15)
+        final = page.inner_text("#chat-answer")
+        screenshot(page, "serving")
+    growing = [text for text in dict.fromkeys(seen) if text and text != final]
+    assert len(growing) >= 2, seen  # drawn while it streamed, not at the end
+    assert all(final.startswith(text) for text in growing)
+    assert final.strip() == expected.strip()

@@ -1,11 +1,13 @@
 """Writing job files: a spec as the YAML `load_job_file` reads (see `jobfile`), for
-`--print-config` and `forgeline jobs show JOB --config`.
+`--print-config`, `forgeline jobs show JOB --config` and the console's training form.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -13,7 +15,9 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor
 
 from forgeline.cli.jobfile import COMMANDS, INPUTS, MODEL_REF_DESCRIPTOR, SPEC_DESCRIPTOR, as_dict
-from forgeline.client.refs import format_ref
+from forgeline.client.refs import RefError, format_ref, parse_ref
+from forgeline.trainer.config import fill_defaults
+from forgeline.trainer.config.defaults import cpu_has_bf16
 from forgeline.v1 import common_pb2, trainer_pb2
 
 
@@ -40,6 +44,23 @@ def split_inputs(spec: trainer_pb2.TrainJobSpec) -> tuple[trainer_pb2.TrainJobSp
             inputs[key] = format_ref(getattr(spec, key))
         rest.ClearField(key)
     return rest, inputs
+
+
+def file_inputs(inputs: Mapping[str, str]) -> dict[str, str]:
+    """The inputs as a printed job file gives them: local files by absolute path, so the
+    file works from any directory."""
+    return {k: str(Path(v).resolve()) if Path(v).is_file() else v for k, v in inputs.items()}
+
+
+def with_defaults(
+    spec: trainer_pb2.TrainJobSpec, inputs: Mapping[str, str]
+) -> trainer_pb2.TrainJobSpec:
+    """The spec with the trainer's defaults filled in, as far as they are known here."""
+    full = trainer_pb2.TrainJobSpec()
+    full.CopyFrom(spec)
+    with contextlib.suppress(RefError):  # not a reference yet: no default output name
+        full.base_model.CopyFrom(parse_ref(inputs["base_model"]))
+    return fill_defaults(full, cpu_bf16=cpu_has_bf16())
 
 
 def dump_job_file(

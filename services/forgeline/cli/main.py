@@ -134,9 +134,18 @@ def serve(
             from forgeline.gateway.server import startup_config
 
             config = startup_config(settings)
+        elif service is ServiceName.CONSOLE:
+            from forgeline.console.config import ConsoleConfig
+
+            config = ConsoleConfig.from_settings(settings)
     except ValueError as err:
         err_console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None
+    if service is ServiceName.CONSOLE:
+        from forgeline.console.server import run_console
+
+        run_console(settings, config)
+        return
     if config is not None:
         from forgeline.gateway.server import run_gateway
 

@@ -14,7 +14,6 @@ submitted referencing it. Without `--detach` the command follows the job with a 
 progress bar (step, loss, tokens/s, ETA) and exits non-zero unless it succeeds.
 """
 
-import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -30,7 +29,7 @@ from forgeline.cli.jobfile import (
     load_job_file,
     spec_problems,
 )
-from forgeline.cli.jobfile_write import dump_job_file
+from forgeline.cli.jobfile_write import dump_job_file, file_inputs, with_defaults
 from forgeline.cli.jobs import TrainerOption, follow
 from forgeline.cli.quantize import QuantizerOption
 from forgeline.cli.training_flags import (
@@ -48,9 +47,7 @@ from forgeline.cli.training_inputs import (
     stacked_base,
 )
 from forgeline.client.labels import label
-from forgeline.client.refs import RefError, parse_ref
-from forgeline.trainer.config import fill_defaults
-from forgeline.trainer.config.defaults import cpu_has_bf16
+from forgeline.client.refs import parse_ref
 from forgeline.v1 import common_pb2, trainer_pb2
 
 RegistryOption = Annotated[
@@ -104,7 +101,7 @@ def _run(ctx: typer.Context, task: int, task_name: str, options: dict) -> None:
     if problems:
         _refuse("the job cannot run as given:", problems)
     if options["print_config"]:
-        sys.stdout.write(dump_job_file(spec, _file_inputs(inputs), _with_defaults(spec, inputs)))
+        sys.stdout.write(dump_job_file(spec, file_inputs(inputs), with_defaults(spec, inputs)))
         return
     options.update(
         model=inputs["base_model"],
@@ -124,21 +121,6 @@ def _refuse(title: str, problems: list[str]) -> None:
     for line in problems:
         err_console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
-
-
-def _file_inputs(inputs: dict[str, str]) -> dict[str, str]:
-    """The inputs as a printed job file gives them: local files by absolute path, so the
-    file works from any directory."""
-    return {k: str(Path(v).resolve()) if Path(v).is_file() else v for k, v in inputs.items()}
-
-
-def _with_defaults(spec: trainer_pb2.TrainJobSpec, inputs: dict[str, str]):
-    """The spec with the trainer's defaults filled in, as far as they are known here."""
-    full = trainer_pb2.TrainJobSpec()
-    full.CopyFrom(spec)
-    with contextlib.suppress(RefError):  # not a reference yet: no default output name
-        full.base_model.CopyFrom(parse_ref(inputs["base_model"]))
-    return fill_defaults(full, cpu_bf16=cpu_has_bf16())
 
 
 def _submit(task_name: str, options: dict, spec: trainer_pb2.TrainJobSpec) -> None:

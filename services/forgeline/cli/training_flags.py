@@ -1,14 +1,20 @@
 """The training commands' options as spec fields: which field each option sets, the familiar
 spellings of other trainers (Hugging Face `transformers`, ms-swift, LLaMA-Factory) that are
-aliases of ours, and `build_spec`, which sets the options given over a job file's spec.
+aliases of ours, `build_spec`, which sets the options given over a job file's spec, and
+`command_line`, the `forgeline sft ...` line that gives a set of options (the console's
+training form shows it).
 """
 
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import typer
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
+from forgeline.client.labels import label
 from forgeline.client.refs import parse_ref
 from forgeline.v1 import trainer_pb2
 
@@ -60,6 +66,9 @@ FIELDS = {
 }
 # The options naming the job's inputs, and their fields.
 INPUT_FIELDS = {"model": "base_model", "dataset": "dataset", "eval_dataset": "eval_dataset"}
+
+# Options whose flag is not their name with `-` between words.
+OPTION_FLAGS = {"learning_rate": "--lr"}
 
 # Other spellings of our options: Hugging Face `TrainingArguments`, ms-swift, LLaMA-Factory.
 ALIASES = {
@@ -204,3 +213,52 @@ def _apply_deepspeed(d: trainer_pb2.DistributionConfig, value: str) -> None:
             param_hint="--deepspeed",
         )
     d.deepspeed_config_json = path.read_text()
+
+
+def option_field(name: str) -> FieldDescriptor:
+    """The spec field an option sets (`learning_rate` -> `hyper_parameters.learning_rate`).
+
+    Raises:
+        KeyError: `name` is not an option that sets a spec field.
+    """
+    *parents, last = FIELDS[name].split(".")
+    message = trainer_pb2.TrainJobSpec.DESCRIPTOR
+    for parent in parents:
+        message = message.fields_by_name[parent].message_type
+    return message.fields_by_name[last]
+
+
+def option_flag(name: str) -> str:
+    """The flag of an option as `--help` shows it (`learning_rate` -> `--lr`)."""
+    return OPTION_FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def command_line(command: str, inputs: Mapping[str, str], flags: Mapping[str, Any]) -> str:
+    """The `forgeline COMMAND ...` line that runs a job with these inputs and options.
+
+    Args:
+        command: `sft`, `pt` or `dpo`.
+        inputs: Input options by name (`model`, `dataset`, `eval_dataset`).
+        flags: Options by name, as `build_spec` takes them (an enum option holds the
+            enum's number).
+    """
+    words = ["forgeline", command]
+    for name, value in inputs.items():
+        if value:
+            words += [option_flag(name), value]
+    for name, value in flags.items():
+        if name == "label":
+            for item in value:
+                words += ["--label", item]
+            continue
+        f = option_field(name)
+        if f.type == FieldDescriptor.TYPE_BOOL:
+            off = next((k for k, v in FLAG_ALIASES.get(name, {}).items() if v is False), None)
+            words.append(option_flag(name) if value else off or "")
+            continue
+        if f.enum_type is not None:
+            value = label(EnumTypeWrapper(f.enum_type), value).lower().replace("_", "-")
+        elif isinstance(value, list):
+            value = ",".join(value)
+        words += [option_flag(name), str(value)]
+    return shlex.join(w for w in words if w)

@@ -2,7 +2,8 @@
 
 `up` starts one local Ray head shared by the trainer, quantizer and evaluator, then every
 service as its own process and port (SQLite, the local blob store, vLLM, the gateway on
-:8000 unless configured otherwise), waits until each answers and prints a table of them.
+:8000, the web console on :8080 unless configured otherwise), waits until each answers and
+prints a table of them.
 It stays in the foreground restarting what crashes (and saying so) until Ctrl-C or SIGTERM,
 then stops everything; `--detach` runs it in the background instead. Logs go to
 `<home>/logs/<service>.log`. Settings come from the environment and a TOML file
@@ -27,7 +28,7 @@ from rich.table import Table
 
 from forgeline.cli.context import console, err_console
 from forgeline.common.processes import FORGELINE
-from forgeline.common.settings import ServiceName, home_dir, read_config_file
+from forgeline.common.settings import HTTP_SERVICES, home_dir, read_config_file
 from forgeline.common.supervisor import RAY, Supervisor, metrics_setting, read_state
 
 ConfigOption = Annotated[
@@ -66,7 +67,7 @@ def health(name: str, address: str, pid: int) -> str:
         return "DOWN"
     if name == RAY:
         return "SERVING"
-    if name == ServiceName.GATEWAY:
+    if name in HTTP_SERVICES:
         try:
             with urllib.request.urlopen(f"http://{address}/health", timeout=3) as reply:
                 return "SERVING" if reply.status == 200 else "NOT_SERVING"
@@ -143,7 +144,7 @@ def up(
     ] = False,
 ) -> None:
     """Start the whole suite here: Ray, registry, trainer, quantizer, evaluator, inference,
-    gateway."""
+    gateway, console."""
     env, home = suite_environment(config, home)
     running = read_state(home)
     if running is not None:

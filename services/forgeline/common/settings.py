@@ -33,6 +33,7 @@ class ServiceName(enum.StrEnum):
     EVALUATOR = "evaluator"
     INFERENCE = "inference"
     GATEWAY = "gateway"
+    CONSOLE = "console"
 
 
 class LogFormat(enum.StrEnum):
@@ -49,7 +50,11 @@ DEFAULT_PORTS: dict[ServiceName, int] = {
     ServiceName.EVALUATOR: 50054,
     ServiceName.INFERENCE: 50055,
     ServiceName.GATEWAY: 8000,
+    ServiceName.CONSOLE: 8080,
 }
+# The services that speak HTTP rather than gRPC: nothing calls them by an address setting,
+# and each serves what it has of metrics on its own port.
+HTTP_SERVICES = frozenset({ServiceName.GATEWAY, ServiceName.CONSOLE})
 
 # A gRPC service serves Prometheus metrics on its gRPC port plus this, unless told otherwise.
 METRICS_PORT_OFFSET = 1000
@@ -76,7 +81,9 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("FORGELINE_CACHE_DIR", "<user cache dir>/forgeline", "Downloaded and converted models."),
     EnvVar("FORGELINE_HOST", "127.0.0.1", "Address services bind to ('[::]' for all)."),
     EnvVar(
-        "FORGELINE_PORT", "per service: 50051..50055, gateway 8000", "Port to bind; 0 picks one."
+        "FORGELINE_PORT",
+        "per service: 50051..50055, gateway 8000, console 8080",
+        "Port to bind; 0 picks one.",
     ),
     EnvVar(
         "FORGELINE_METRICS_PORT",
@@ -141,6 +148,23 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
         "FORGELINE_INFERENCE_FOLLOW_SECONDS",
         "5",
         "How often a model loaded with `follow` asks the registry where its alias points.",
+    ),
+    EnvVar(
+        "FORGELINE_CONSOLE_ADDRESS",
+        "127.0.0.1:8080",
+        "Where `forgeline up` starts the web console (port 0 in any address: a free one).",
+    ),
+    EnvVar(
+        "FORGELINE_CONSOLE_TOKEN",
+        "",
+        "Token the web console asks for before it shows anything. Unset: on loopback a "
+        "one-off token is made at start (printed, and written to <home>/console/token); "
+        "beyond loopback the console refuses to start.",
+    ),
+    EnvVar(
+        "FORGELINE_CONSOLE_GATEWAY_KEY",
+        "the first of FORGELINE_GATEWAY_API_KEYS",
+        "API key the console's playground sends to the gateway (kept on the server).",
     ),
     EnvVar("FORGELINE_GATEWAY_API_KEYS", "", "Comma-separated API keys the gateway accepts."),
     EnvVar("FORGELINE_GATEWAY_KEYS_FILE", "", "JSON file of hashed gateway keys with limits."),
@@ -317,6 +341,9 @@ class Settings:
     gateway_max_body_bytes: int = 2 * 1024 * 1024
     gateway_insecure_no_keys: bool = False
     gateway_redis_url: str = field(default="", repr=False)
+    gateway_address: str = "127.0.0.1:8000"
+    console_token: str = field(default="", repr=False)
+    console_gateway_key: str = field(default="", repr=False)
 
     @classmethod
     def load(cls, service: ServiceName | str, **overrides: object) -> Settings:
@@ -357,7 +384,7 @@ class Settings:
             addresses={
                 s: _env(f"FORGELINE_{s.name}_ADDRESS", f"127.0.0.1:{DEFAULT_PORTS[s]}")
                 for s in ServiceName
-                if s is not ServiceName.GATEWAY
+                if s not in HTTP_SERVICES
             },
             inference_kv_cache_bytes=_int("FORGELINE_INFERENCE_KV_CACHE_BYTES", 0),
             inference_follow_seconds=_float("FORGELINE_INFERENCE_FOLLOW_SECONDS", 5.0),
@@ -366,6 +393,9 @@ class Settings:
             gateway_max_body_bytes=_int("FORGELINE_GATEWAY_MAX_BODY_BYTES", 2 * 1024 * 1024),
             gateway_insecure_no_keys=_bool("FORGELINE_GATEWAY_INSECURE_NO_KEYS", False),
             gateway_redis_url=_env("FORGELINE_GATEWAY_REDIS_URL"),
+            gateway_address=_env("FORGELINE_GATEWAY_ADDRESS", "127.0.0.1:8000"),
+            console_token=_env("FORGELINE_CONSOLE_TOKEN"),
+            console_gateway_key=_env("FORGELINE_CONSOLE_GATEWAY_KEY"),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if "home" in overrides:

@@ -36,6 +36,7 @@ from forgeline.common.processes import ServiceProcess, free_port, launch_service
 from forgeline.common.ray_node import RayNode, launch_ray_node
 from forgeline.common.settings import (
     DEFAULT_PORTS,
+    HTTP_SERVICES,
     METRICS_OFF,
     METRICS_PORT_OFFSET,
     ServiceName,
@@ -229,13 +230,10 @@ class Supervisor:
             for child in services:
                 picked = not child.port
                 child.port = child.port or free_port()
-                if child.name != ServiceName.GATEWAY:
+                if child.name not in HTTP_SERVICES:
                     child.metrics = self._metrics_port(child.port, picked)
-            self.env |= {
-                f"FORGELINE_{c.name.upper()}_ADDRESS": c.address
-                for c in services
-                if c.name != ServiceName.GATEWAY
-            }
+            # Every address, the gateway's too: the console calls it.
+            self.env |= {f"FORGELINE_{c.name.upper()}_ADDRESS": c.address for c in services}
             for child in services:
                 self._launch(child)
             self._write_state()

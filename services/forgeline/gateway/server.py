@@ -40,7 +40,8 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server_class():
+def graceful_server_class():
+    """uvicorn's `Server` class, stopping gracefully with exit status 0 (the console too)."""
     import uvicorn
 
     class GatewayServer(uvicorn.Server):
@@ -63,7 +64,7 @@ def _server_class():
                     signal.signal(sig, handler)
 
         def _on_signal(self, sig: int, frame: FrameType | None) -> None:
-            log.info("shutting down gateway (signal %d)", sig)
+            log.info("shutting down (signal %d)", sig)
             if self.should_exit and sig == signal.SIGINT:
                 self.force_exit = True
             self.should_exit = True
@@ -140,6 +141,6 @@ def run_gateway(settings: Settings, config: GatewayConfig | None = None) -> None
         settings.tls.enabled,
         f"shared in Redis at {redacted(config.redis_url)}" if config.redis_url else "in process",
     )
-    server = _server_class()(uvicorn_config(create_app(config), settings))
+    server = graceful_server_class()(uvicorn_config(create_app(config), settings))
     server.run(sockets=[sock])
     log.info("gateway stopped")
