@@ -218,3 +218,19 @@ def json_logs() -> Iterator[LogLines]:
     yield handler
     root.removeHandler(handler)
     root.setLevel(level)
+
+
+@pytest.fixture
+def run_cli(monkeypatch, tmp_path):
+    """Runs `forgeline ARGS...` in this process (wide output, no stray files in the cwd)."""
+    from typer.testing import CliRunner
+
+    from forgeline.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FORGELINE_HOME", str(tmp_path / "home"))
+
+    def run(*args: str):
+        return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+
+    return run

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from typer.testing import CliRunner
 
 from forgeline.v1 import common_pb2, trainer_pb2
 
@@ -61,17 +60,3 @@ def trainer(monkeypatch) -> FakeTrainer:
     monkeypatch.setattr("forgeline.cli.training.trainer_client", lambda address=None: fake)
     monkeypatch.setattr("forgeline.cli.jobs.trainer_client", lambda address=None: fake)
     return fake
-
-
-@pytest.fixture
-def run_cli(monkeypatch, tmp_path):
-    """Runs `forgeline ARGS...` in this process (wide output, no stray files in the cwd)."""
-    from forgeline.cli.main import app
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FORGELINE_HOME", str(tmp_path / "home"))
-
-    def run(*args: str):
-        return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
-
-    return run

@@ -61,19 +61,3 @@ def session(console: TestClient) -> TestClient:
     """`console`, logged in."""
     assert console.post("/api/login", json={"token": TOKEN}).status_code == 200
     return console
-
-
-@pytest.fixture
-def run_cli(monkeypatch, tmp_path):
-    """Runs `forgeline ARGS...` in this process (as the CLI's tests do)."""
-    from typer.testing import CliRunner
-
-    from forgeline.cli.main import app
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FORGELINE_HOME", str(tmp_path / "home"))
-
-    def run(*args: str):
-        return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
-
-    return run

@@ -24,32 +24,12 @@ STEPS = 3
 @pytest.fixture
 def trainer_suite(tmp_path, ray_cluster, bundled_model):
     """A registry and a trainer on one home, the model and a small dataset registered."""
-    from forgeline.client.transfer import push_folder
-    from forgeline.common.settings import ServiceName, Settings
-    from forgeline.registry.service import create_server as create_registry
-    from forgeline.v1 import registry_pb2
-    from tests.conftest import ServerThread
     from tests.trainer.datasets import facts_rows, write_jsonl
-    from tests.trainer.suite import BASE, Suite
+    from tests.trainer.suite import BASE, running_suite
 
-    home = tmp_path / "home"
-    registry_settings = Settings.load("registry", host="127.0.0.1", port=0, home=home)
-    registry = ServerThread(lambda: create_registry(registry_settings)[0]).start()
-    trainer_settings = Settings.load(
-        "trainer",
-        host="127.0.0.1",
-        port=0,
-        home=home,
-        addresses={ServiceName.REGISTRY: registry.address},
-    )
-    suite = Suite(home, registry, None, trainer_settings)  # type: ignore[arg-type]
-    suite.start_trainer()
-    with suite.registry_client() as client:
-        base = push_folder(client, bundled_model, BASE, registry_pb2.VERSION_KIND_BASE)
-    dataset = suite.upload(write_jsonl(tmp_path / "facts.jsonl", facts_rows()[:8]), "facts")
-    yield suite, f"{base.model}:{base.number}", dataset
-    suite.trainer.stop()
-    registry.stop()
+    with running_suite(tmp_path / "home", bundled_model) as suite:
+        dataset = suite.upload(write_jsonl(tmp_path / "facts.jsonl", facts_rows()[:8]), "facts")
+        yield suite, f"{BASE}:1", dataset
 
 
 def test_a_job_submitted_from_the_form_runs_and_its_loss_curve_draws(trainer_suite):

@@ -3,6 +3,8 @@ specs, and asking a model questions."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +15,8 @@ from forgeline.client.channel import ChannelOptions
 from forgeline.client.jobs import TrainerClient
 from forgeline.client.refs import parse_ref
 from forgeline.client.registry import RegistryClient
-from forgeline.client.transfer import push_file
-from forgeline.common.settings import Settings
+from forgeline.client.transfer import push_file, push_folder
+from forgeline.common.settings import ServiceName, Settings
 from forgeline.v1 import registry_pb2, trainer_pb2
 from tests.conftest import ServerThread
 
@@ -53,6 +55,33 @@ class Suite:
     def pull(self, ref: str) -> Path:
         with self.registry_client() as client:
             return VersionCache(client, self.home / "pulled").pull(ref).path
+
+
+@contextmanager
+def running_suite(home: Path, bundled_model: Path) -> Iterator[Suite]:
+    """A registry and a trainer in this process on `home`, the bundled model registered
+    as `BASE:1`; both stopped afterwards."""
+    from forgeline.registry.service import create_server as create_registry
+
+    registry_settings = Settings.load("registry", host="127.0.0.1", port=0, home=home)
+    registry = ServerThread(lambda: create_registry(registry_settings)[0]).start()
+    trainer_settings = Settings.load(
+        "trainer",
+        host="127.0.0.1",
+        port=0,
+        home=home,
+        addresses={ServiceName.REGISTRY: registry.address},
+    )
+    suite = Suite(home, registry, None, trainer_settings)  # type: ignore[arg-type]
+    try:
+        suite.start_trainer()
+        with suite.registry_client() as client:
+            push_folder(client, bundled_model, BASE, registry_pb2.VERSION_KIND_BASE)
+        yield suite
+    finally:
+        if suite.trainer is not None:
+            suite.trainer.stop()
+        registry.stop()
 
 
 def small_spec(task: int, dataset: str, output: str, **hyper) -> trainer_pb2.TrainJobSpec:
