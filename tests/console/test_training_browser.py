@@ -74,8 +74,10 @@ def test_a_job_submitted_from_the_form_runs_and_its_loss_curve_draws(trainer_sui
                     if e.WhichOneof("payload") == "metrics" and "loss" in e.metrics.values
                 }
             )
-        assert len(steps) >= 1
-        # One vertex of the curve per step the trainer reported a loss at.
+        assert steps[0] == 0  # the job's final metrics, not a point of the curve
+        steps = steps[1:]
+        assert steps == list(range(1, STEPS + 1))
+        # One vertex of the curve per training step the trainer reported a loss at.
         page.wait_for_selector(f"#loss-curve[data-steps='{','.join(map(str, steps))}']")
         path = page.get_attribute("#loss-curve path.loss-line", "d")
         assert path.count("M") + path.count("L") == len(steps)

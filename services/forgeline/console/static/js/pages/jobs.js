@@ -79,7 +79,8 @@ export async function showJob(view, kind, id) {
       bar.value = event.fraction;
       stepText.textContent = `step ${event.step}/${event.total_steps || "?"}`;
     } else if (event.type === "metrics") {
-      if (event.values.loss !== undefined) {
+      // Step 0 carries the job's final metrics (its result's), not a training step.
+      if (event.values.loss !== undefined && event.step > 0) {
         losses.set(event.step, event.values.loss);
         redraw ||= requestAnimationFrame(draw);
       }
