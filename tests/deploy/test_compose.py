@@ -1,6 +1,6 @@
 """deploy/compose.yaml would work: one image build reused, every service health-checked,
-addresses that reach the services, a GPU profile for inference, and a gateway that does not
-start without its keys file."""
+addresses that reach the services, a GPU profile for inference, a gateway that does not
+start without its keys file and a console that does not start without its token."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import copy
 import pytest
 import yaml
 
-from forgeline.common.settings import DEFAULT_PORTS, ServiceName
+from forgeline.common.settings import DEFAULT_PORTS, HTTP_SERVICES, ServiceName
 from tests.deploy import rules
 from tests.deploy.manifests import COMPOSE, Resource
 
@@ -37,7 +37,10 @@ def health_problems(compose: Resource) -> list[str]:
         command = " ".join(test)
         if not test:
             problems.append(f"{name}: no healthcheck")
-        elif served(service) is not ServiceName.GATEWAY:
+        elif served(service) in HTTP_SERVICES:
+            if f"localhost:{DEFAULT_PORTS[served(service)]}/health" not in command:
+                problems.append(f"{name}: checks another port than its own")
+        else:
             if f"localhost:{DEFAULT_PORTS[served(service)]}" not in command:
                 problems.append(f"{name}: checks another port than its own")
             if COMPOSE_TLS_SWITCH not in command:
@@ -84,9 +87,12 @@ def test_a_service_without_a_healthcheck_is_caught(compose):
     broken = copy.deepcopy(compose)
     del broken["services"]["evaluator"]["healthcheck"]
     broken["services"]["trainer"]["healthcheck"]["test"] = ["CMD", "forgeline", "health", "x"]
+    console = broken["services"]["console"]["healthcheck"]
+    console["test"] = [t.replace("localhost:8080", "localhost:8000") for t in console["test"]]
     problems = health_problems(broken)
     assert "evaluator: no healthcheck" in problems
     assert "trainer: checks another port than its own" in problems
+    assert "console: checks another port than its own" in problems
 
 
 def test_a_wrong_address_is_caught(compose):
@@ -138,3 +144,15 @@ def test_the_job_services_wait_for_a_healthy_registry(compose):
     for name in ("trainer", "quantizer", "evaluator", "inference", "inference-gpu"):
         depends = compose["services"][name]["depends_on"]
         assert depends["registry"] == {"condition": "service_healthy"}, name
+
+
+def test_the_console_starts_only_with_its_token_and_reaches_the_gateway(compose):
+    console = compose["services"]["console"]
+    assert served(console) is ServiceName.CONSOLE
+    # Published beyond loopback, the console refuses to start without a token; compose
+    # refuses first, naming the variable.
+    assert console["environment"]["FORGELINE_CONSOLE_TOKEN"].startswith(
+        "${FORGELINE_CONSOLE_TOKEN:?"
+    )
+    assert console["ports"] == ["${FORGELINE_CONSOLE_PORT:-8080}:8080"]
+    assert console["depends_on"]["registry"] == {"condition": "service_healthy"}
