@@ -166,3 +166,15 @@ def test_on_loopback_a_one_off_token_is_made_for_the_owner_only(tmp_path):
     assert config.token_file.read_text().strip() == config.token
     assert stat.S_IMODE(config.token_file.stat().st_mode) == 0o600
     assert ConsoleConfig.from_settings(settings).token != config.token  # new at each start
+
+
+def test_under_tls_the_playground_calls_the_gateway_over_https_with_the_suites_ca(tmp_path):
+    from forgeline.common.settings import TlsSettings
+
+    tls = TlsSettings(cert_file="server.pem", key_file="server.key", ca_file="ca.pem")
+    settings = Settings.load("console", port=0, home=tmp_path, console_token="t", tls=tls)
+    config = ConsoleConfig.from_settings(settings)
+    assert config.gateway_url.startswith("https://") and config.gateway_ca == "ca.pem"
+    assert config.secure_cookies
+    plain = ConsoleConfig.from_settings(Settings.load("console", port=0, home=tmp_path))
+    assert plain.gateway_url.startswith("http://") and plain.gateway_ca == ""

@@ -33,6 +33,8 @@ class ConsoleConfig:
         channel: How it calls them (the service token stays on the server).
         gateway_url: Base URL of the gateway the playground streams through.
         gateway_key: API key sent to the gateway; empty when it needs none.
+        gateway_ca: CA bundle that verifies the gateway's certificate (FORGELINE_TLS_CA);
+            empty for the system's.
         token: What a browser must give to open a session.
         secure_cookies: Mark the session cookie Secure (the console speaks TLS).
         session_seconds: How long a session lasts.
@@ -43,6 +45,7 @@ class ConsoleConfig:
     channel: ChannelOptions
     gateway_url: str
     gateway_key: str = field(default="", repr=False)
+    gateway_ca: str = ""
     token: str = field(default="", repr=False)
     secure_cookies: bool = False
     session_seconds: float = 12 * 3600.0
@@ -71,6 +74,7 @@ class ConsoleConfig:
             channel=settings.channel_options(),
             gateway_url=f"{scheme}://{settings.gateway_address}",
             gateway_key=settings.console_gateway_key or (keys[0] if keys else ""),
+            gateway_ca=settings.tls.ca_file,
             token=token,
             secure_cookies=settings.tls.enabled,
             token_file=token_file,

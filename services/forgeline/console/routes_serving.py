@@ -9,6 +9,7 @@ the gateway request, which aborts the generation.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from typing import Literal
 
@@ -110,7 +111,11 @@ async def chat(request: Request, body: Chat) -> StreamingResponse:
     config: ConsoleConfig = request.app.state.config
     headers = {"Authorization": f"Bearer {config.gateway_key}"} if config.gateway_key else {}
     payload = {**body.model_dump(), "stream": True}
-    client = httpx.AsyncClient(base_url=config.gateway_url, timeout=httpx.Timeout(30, read=None))
+    client = httpx.AsyncClient(
+        base_url=config.gateway_url,
+        timeout=httpx.Timeout(30, read=None),
+        verify=ssl.create_default_context(cafile=config.gateway_ca) if config.gateway_ca else True,
+    )
     try:
         upstream = await client.send(
             client.build_request("POST", "/v1/chat/completions", json=payload, headers=headers),
