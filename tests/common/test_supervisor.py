@@ -8,7 +8,7 @@ import os
 import pytest
 
 from forgeline.common import supervisor as sv
-from forgeline.common.settings import read_config_file
+from forgeline.common.config_file import read_config_file
 
 
 def child() -> sv.Child:

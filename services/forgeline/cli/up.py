@@ -27,8 +27,9 @@ import typer
 from rich.table import Table
 
 from forgeline.cli.context import console, err_console
+from forgeline.common.config_file import read_config_file
 from forgeline.common.processes import FORGELINE
-from forgeline.common.settings import HTTP_SERVICES, home_dir, read_config_file
+from forgeline.common.settings import HTTP_SERVICES, home_dir
 from forgeline.common.supervisor import RAY, Supervisor, metrics_setting, read_state
 
 ConfigOption = Annotated[
