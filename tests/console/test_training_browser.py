@@ -54,7 +54,8 @@ def test_a_job_submitted_from_the_form_runs_and_its_loss_curve_draws(trainer_sui
         page.fill("#f-learning_rate", "0.001")
         page.click("#preview")
         page.wait_for_selector("#memory")
-        assert "Memory per worker" in page.inner_text("#memory")
+        memory = page.inner_text("#memory")
+        assert "Memory per worker" in memory and "allocator" in memory  # every part shown
         line = page.inner_text("#cli-line")
         assert line.startswith("forgeline sft") and f"--max-steps {STEPS}" in line
         assert "max_steps: 3" in page.inner_text("#job-yaml")

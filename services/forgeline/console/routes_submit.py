@@ -14,7 +14,7 @@ from forgeline.console.auth import require_session
 from forgeline.console.clients import Clients
 from forgeline.console.errors import ConsoleError
 from forgeline.console.training_form import TASKS, field_violations, parse_form
-from forgeline.console.views import job_view
+from forgeline.console.views import job_view, message_dict
 from forgeline.v1 import registry_pb2, trainer_pb2
 
 router = APIRouter(prefix="/api/submit", dependencies=[Depends(require_session)])
@@ -66,7 +66,6 @@ def preview(request: Request, form: FormBody) -> dict:
     per worker), the equivalent command line and the job file."""
     job = parse_form(form)
     plan = _clients(request).trainer.plan(job.spec)
-    m = plan.memory_per_worker
     return {
         "command_line": job.command_line(),
         "job_file": job.job_file(),
@@ -77,13 +76,7 @@ def preview(request: Request, form: FormBody) -> dict:
             "num_examples": plan.num_examples,
             "total_steps": plan.total_steps,
             "total_tokens": plan.total_tokens,
-            "memory_per_worker": {
-                "weights_bytes": m.weights_bytes,
-                "gradients_bytes": m.gradients_bytes,
-                "optimizer_bytes": m.optimizer_bytes,
-                "activations_bytes": m.activations_bytes,
-                "total_bytes": m.total_bytes,
-            },
+            "memory_per_worker": message_dict(plan.memory_per_worker),
         },
     }
 

@@ -60,7 +60,7 @@ export async function show(view) {
       if (p.problems.length) showProblems({message: "the trainer would refuse this job", violations: p.problems});
       const m = p.plan.memory_per_worker;
       fill(plan, h("h2", {}, "Plan"),
-        p.problems.length ? null : h("p", {id: "memory"}, `Memory per worker: ${bytes(m.total_bytes)} (weights ${bytes(m.weights_bytes)}, gradients ${bytes(m.gradients_bytes)}, optimizer ${bytes(m.optimizer_bytes)}, activations ${bytes(m.activations_bytes)}); `,
+        p.problems.length ? null : h("p", {id: "memory"}, `Memory per worker: ${bytes(m.total_bytes)} (weights ${bytes(m.weights_bytes)}, gradients ${bytes(m.gradients_bytes)}, optimizer ${bytes(m.optimizer_bytes)}, activations ${bytes(m.activations_bytes)}, allocator ${bytes(m.allocator_bytes)}); `,
           `${p.plan.total_steps} steps over ${p.plan.num_examples} examples, ${p.plan.strategy}.`),
         p.warnings.map((w) => h("p", {class: "muted"}, w)),
         h("h3", {}, "Command line"), h("pre", {id: "cli-line"}, p.command_line),
